@@ -1,0 +1,85 @@
+"""Encoding a batch of normalised records under a schema, a policy and the linkage secret.
+
+Only fields the policy names for encoding are encoded, and only attributes the policy names are
+attached, each in its declared generalised form. Everything else stays at home.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from gateway.bloom import BloomEncoder, TokenEncoder
+from gateway.generalise import generaliser
+from gateway.pseudonyms import PseudonymMap
+from gateway.records import NormalisedRecords
+from keys import KeyPurpose, LinkageSecret, derive_key
+from policies.clks import PSEUDONYM_BYTES, EncodedBatch, FieldLayout
+from policies.decisions import ReleasedAttribute
+from policies.linkage_schema import FieldSpec, LinkageSchema
+
+
+@dataclass(frozen=True)
+class EncodingContext:
+    """Everything that binds an encoding: schema, policy, epoch, and what may leave."""
+
+    schema: LinkageSchema
+    policy_id: str
+    policy_version: str
+    epoch: int
+    fields: tuple[FieldSpec, ...]
+    attributes: tuple[ReleasedAttribute, ...] = ()
+
+
+def _encoder(
+    spec: FieldSpec, secret: LinkageSecret, ctx: EncodingContext
+) -> BloomEncoder | TokenEncoder:
+    purpose = KeyPurpose.BLOOM if spec.encoding == "bloom" else KeyPurpose.TOKEN
+    key = derive_key(
+        secret, purpose=purpose, policy_id=ctx.policy_id, epoch=ctx.epoch, field=spec.name
+    )
+    return BloomEncoder(spec, key) if spec.encoding == "bloom" else TokenEncoder(spec, key)
+
+
+def _attributes(records: NormalisedRecords, ctx: EncodingContext) -> list[list[str | None]]:
+    columns = []
+    for attribute in ctx.attributes:
+        source = records.values.get(attribute.field, [None] * len(records))
+        apply = generaliser(attribute.generalisation)
+        columns.append([None if v is None else apply(v) for v in source])
+    return (
+        [list(row) for row in zip(*columns, strict=True)]
+        if columns
+        else [[] for _ in records.record_ids]
+    )
+
+
+def encode_records(
+    records: NormalisedRecords,
+    *,
+    secret: LinkageSecret,
+    context: EncodingContext,
+    pseudonyms: PseudonymMap,
+) -> EncodedBatch:
+    """Encode a batch; pseudonyms come from (and are added to) the node's map."""
+    count = len(records)
+    raw = b"".join(bytes.fromhex(pseudonyms.pseudonym_for(r)) for r in records.record_ids)
+    pseudo = np.frombuffer(raw, dtype=np.uint8).reshape(count, PSEUDONYM_BYTES).copy()
+    values, present = {}, np.zeros((count, len(context.fields)), dtype=bool)
+    for index, spec in enumerate(context.fields):
+        column = records.values.get(spec.name, [None] * count)
+        values[spec.name] = _encoder(spec, secret, context).encode_many(column)
+        present[:, index] = [v is not None for v in column]
+    return EncodedBatch(
+        schema_hash=context.schema.sha256,
+        policy_id=context.policy_id,
+        policy_version=context.policy_version,
+        epoch=context.epoch,
+        fields=tuple(FieldLayout(s.name, s.encoding, s.nbytes) for s in context.fields),
+        attribute_names=tuple(a.name for a in context.attributes),
+        pseudonyms=pseudo,
+        present=present,
+        values=values,
+        attributes=_attributes(records, context),
+    )

@@ -1,0 +1,50 @@
+"""Generalisations the policy may declare for released attributes."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+
+from gateway.normalise import postcode_district, postcode_sector
+from keys.errors import PolicyError
+
+Value = str | dt.date
+
+
+def _month(value: Value) -> str:
+    if not isinstance(value, dt.date):
+        raise TypeError("month needs a date")
+    return f"{value.year:04d}-{value.month:02d}"
+
+
+def _year(value: Value) -> str:
+    if not isinstance(value, dt.date):
+        raise TypeError("year needs a date")
+    return f"{value.year:04d}"
+
+
+def _sector(value: Value) -> str:
+    return postcode_sector(str(value))
+
+
+def _district(value: Value) -> str:
+    return postcode_district(str(value))
+
+
+GENERALISATIONS: dict[str, Callable[[Value], str]] = {
+    "postcode_sector": _sector,
+    "postcode_district": _district,
+    "month": _month,
+    "year": _year,
+}
+
+
+def generaliser(name: str) -> Callable[[Value], str]:
+    """The function for a policy's generalisation name; unknown names are refused."""
+    try:
+        return GENERALISATIONS[name]
+    except KeyError:
+        raise PolicyError(
+            f"the policy asks for an unknown generalisation {name!r}",
+            fix=f"use one of {', '.join(GENERALISATIONS)}",
+        ) from None

@@ -1,0 +1,68 @@
+"""A gateway node's publication: encode the agency's records under the policy, sign, upload.
+
+The node keeps its pseudonym map in its state folder; nothing identifying leaves it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gateway.pipeline import EncodeResult, context_for_policy, encode_csv
+from gateway.pseudonyms import PseudonymMap
+from gateway.submit import prepare_submission, upload
+from keys import LinkageSecret, SigningKey
+from policies.linkage_schema import LinkageSchema
+from policies.model import Policy
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """One agency's node: who it is, what it reads, where it keeps state, where it sends."""
+
+    source: str
+    input_csv: Path
+    mapping: Path
+    state_dir: Path
+    service_url: str
+
+
+@dataclass
+class Publication:
+    result: EncodeResult
+    response: dict[str, Any]
+    bytes_sent: int
+
+
+def publish(
+    config: NodeConfig,
+    *,
+    policy: Policy,
+    schema: LinkageSchema,
+    secret: LinkageSecret,
+    node_key: SigningKey,
+    epoch: int = 0,
+    today: dt.date | None = None,
+) -> Publication:
+    """Encode and upload the node's records; the pseudonym map is saved only after success."""
+    day = today or dt.date.today()
+    context = context_for_policy(policy, schema, epoch=epoch, today=day)
+    ids_path = config.state_dir / f"{config.source}.ids"
+    pseudonyms = PseudonymMap.load(ids_path)
+    result = encode_csv(
+        config.input_csv,
+        secret=secret,
+        context=context,
+        pseudonyms=pseudonyms,
+        mapping_path=config.mapping,
+        today=day,
+    )
+    submission = prepare_submission(
+        result.batch, source=config.source, policy_hash=policy.policy_hash, node_key=node_key
+    )
+    response = upload(submission, config.service_url)
+    config.state_dir.mkdir(parents=True, exist_ok=True)
+    pseudonyms.save(ids_path)
+    return Publication(result=result, response=response, bytes_sent=len(submission.body))

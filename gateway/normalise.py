@@ -1,0 +1,151 @@
+"""Normalisation of identifiers before encoding: names, dates, sex codes, postcodes, addresses,
+NHS numbers.
+
+Each function takes one raw value and returns its canonical form, ``None`` for an empty value,
+or raises :class:`InvalidValue` (never naming the value: messages may reach logs). The caller
+counts invalid values per field and, by default, treats them as missing.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import re
+import unicodedata
+from functools import lru_cache
+from importlib import resources
+
+from keys.errors import InputError
+
+
+class InvalidValue(InputError):
+    """A single value failed validation; the field is named by the caller."""
+
+
+_TITLES = {"mr", "mrs", "ms", "miss", "mx", "dr", "prof", "rev", "sir", "dame", "lord", "lady"}
+_SUFFIXES = {"jr", "jnr", "sr", "snr", "ii", "iii", "iv"}
+_POSTCODE = re.compile(r"^([A-Z]{1,2}[0-9][A-Z0-9]?)([0-9][ABD-HJLNP-UW-Z]{2})$")
+_ADDRESS_WORDS = {
+    "rd": "road", "st": "street", "ave": "avenue", "av": "avenue", "ln": "lane",
+    "cres": "crescent", "cl": "close", "ct": "court", "gdns": "gardens", "pl": "place",
+    "sq": "square", "tce": "terrace", "terr": "terrace", "hse": "house", "apt": "flat",
+    "apartment": "flat",
+}  # fmt: skip
+EARLIEST_BIRTH = dt.date(1900, 1, 1)
+
+
+def fold(value: str) -> str:
+    """Unicode-fold to lower-case ASCII letters, digits and single spaces (é -> e)."""
+    decomposed = unicodedata.normalize("NFKD", value)
+    ascii_only = "".join(c for c in decomposed if not unicodedata.combining(c))
+    lowered = ascii_only.lower().replace("'", "").replace("\u2019", "")
+    return " ".join(re.sub(r"[^a-z0-9]+", " ", lowered).split())
+
+
+@lru_cache(maxsize=1)
+def nickname_table() -> dict[str, str]:
+    """Variant -> canonical given name, from the table shipped with the gateway."""
+    text = resources.files("gateway").joinpath("data/nicknames.csv").read_text(encoding="utf-8")
+    return {row["variant"]: row["canonical"] for row in csv.DictReader(text.splitlines())}
+
+
+def _words(value: str) -> list[str]:
+    return [w for w in fold(value).split() if w not in _TITLES]
+
+
+def normalise_given_name(value: str) -> str | None:
+    """First given name, folded, nickname mapped to its canonical form."""
+    words = _words(value)
+    if not words:
+        return None
+    first = words[0]
+    return nickname_table().get(first, first)
+
+
+def normalise_family_name(value: str) -> str | None:
+    """Family name folded, suffixes dropped, hyphens and spaces joined (Smith-Jones: smithjones)."""
+    words = [w for w in _words(value) if w not in _SUFFIXES]
+    return "".join(words) or None
+
+
+def parse_date(value: str, fmt: str = "%Y-%m-%d", *, century_pivot: int | None = None) -> dt.date:
+    """Parse a date in the given strptime format; two-digit years follow ``century_pivot``."""
+    text = value.strip()
+    try:
+        parsed = dt.datetime.strptime(text, fmt).date()
+    except ValueError:
+        raise InvalidValue(
+            "a date does not match the mapped format", fix="fix the format"
+        ) from None
+    if century_pivot is not None and "%y" in fmt:
+        century = 2000 if parsed.year % 100 <= century_pivot else 1900
+        parsed = parsed.replace(year=century + parsed.year % 100)
+    return parsed
+
+
+def normalise_birth_date(
+    value: str, fmt: str = "%Y-%m-%d", *, century_pivot: int | None = None, today: dt.date
+) -> dt.date | None:
+    """A date of birth; impossible ones (future, before 1900) are invalid."""
+    if not value.strip():
+        return None
+    born = parse_date(value, fmt, century_pivot=century_pivot)
+    if not EARLIEST_BIRTH <= born <= today:
+        raise InvalidValue("a date of birth is in the future or before 1900", fix="check it")
+    return born
+
+
+def normalise_sex(value: str, codes: dict[str, str] | None = None) -> str | None:
+    """'M' or 'F' through the agency's code table; other values are missing, not invalid."""
+    text = value.strip()
+    if not text:
+        return None
+    table = codes or {"M": "M", "F": "F", "MALE": "M", "FEMALE": "F"}
+    mapped = table.get(text, table.get(text.upper(), ""))
+    return mapped if mapped in ("M", "F") else None
+
+
+def normalise_postcode(value: str) -> str | None:
+    """A UK postcode in canonical form ('SB3 2DL'); a wrong shape is invalid."""
+    compact = re.sub(r"\s+", "", value).upper()
+    if not compact:
+        return None
+    match = _POSTCODE.match(compact)
+    if not match:
+        raise InvalidValue("a postcode is not a valid UK postcode", fix="check it")
+    return f"{match.group(1)} {match.group(2)}"
+
+
+def postcode_sector(postcode: str) -> str:
+    """'SB3 2DL' -> 'SB3 2' (for generalisation)."""
+    return postcode[:-2]
+
+
+def postcode_district(postcode: str) -> str:
+    """'SB3 2DL' -> 'SB3'."""
+    return postcode.split(" ")[0]
+
+
+def normalise_address(value: str) -> str | None:
+    """Folded address with common abbreviations spelt out; '3/22' reads as 'flat 3 22'."""
+    text = re.sub(r"\b(\d+)\s*/\s*(\d+)\b", r"flat \1 \2", value)
+    words = [_ADDRESS_WORDS.get(w, w) for w in fold(text).split()]
+    return " ".join(words) or None
+
+
+def nhs_check_digit_ok(digits: str) -> bool:
+    """The NHS number modulus-11 check."""
+    total = sum(int(d) * w for d, w in zip(digits[:9], range(10, 1, -1), strict=True))
+    check = 11 - total % 11
+    check = 0 if check == 11 else check
+    return check != 10 and check == int(digits[9])
+
+
+def normalise_nhs_number(value: str) -> str | None:
+    """Ten digits passing the mod-11 check; spaces and dashes ignored."""
+    digits = re.sub(r"[\s-]", "", value)
+    if not digits:
+        return None
+    if not (len(digits) == 10 and digits.isdigit() and nhs_check_digit_ok(digits)):
+        raise InvalidValue("an NHS number fails the format or mod-11 check", fix="check it")
+    return digits

@@ -1,0 +1,115 @@
+"""From an agency's CSV to an encoded batch: read, map, validate, normalise, encode.
+
+Shared by the offline ``placelink encode`` command and the gateway node's publication.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+
+from gateway.encode import EncodingContext, encode_records
+from gateway.mapping import ColumnMapping, canonical_mapping, load_mapping
+from gateway.pseudonyms import PseudonymMap
+from gateway.records import FieldReport, check_header, normalise_rows, read_csv_rows
+from keys import LinkageSecret
+from keys.errors import InputError
+from policies.clks import EncodedBatch, dump_clks
+from policies.decisions import (
+    check_in_force,
+    check_schema,
+    encoded_fields,
+    released_attributes,
+)
+from policies.linkage_schema import LinkageSchema
+from policies.model import Policy
+
+
+@dataclass
+class EncodeResult:
+    batch: EncodedBatch
+    report: dict[str, FieldReport]
+    source: str
+
+
+def context_for_policy(
+    policy: Policy, schema: LinkageSchema, *, epoch: int, today: dt.date
+) -> EncodingContext:
+    """What the policy lets leave: refused if the policy is not in force or pins another schema."""
+    check_in_force(policy, today=today)
+    check_schema(policy, schema)
+    return EncodingContext(
+        schema=schema,
+        policy_id=policy.policy_id,
+        policy_version=policy.version,
+        epoch=epoch,
+        fields=encoded_fields(policy, schema),
+        attributes=released_attributes(policy),
+    )
+
+
+def context_without_policy(schema: LinkageSchema, *, policy_id: str, epoch: int) -> EncodingContext:
+    """Offline encoding with no policy file: the schema's fields, and no attributes at all."""
+    return EncodingContext(schema, policy_id, "unversioned", epoch, schema.fields, ())
+
+
+def encode_csv(
+    input_path: Path,
+    *,
+    secret: LinkageSecret,
+    context: EncodingContext,
+    pseudonyms: PseudonymMap,
+    mapping_path: Path | None = None,
+    strict: bool = False,
+    today: dt.date | None = None,
+) -> EncodeResult:
+    """Read one CSV through its mapping (identity for canonical CSVs) and encode it."""
+    header, rows = read_csv_rows(input_path)
+    mapping: ColumnMapping = (
+        load_mapping(mapping_path) if mapping_path else canonical_mapping(input_path.stem, header)
+    )
+    if "record_id" not in mapping.columns:
+        raise_missing_record_id(input_path)
+    check_header(header, mapping, str(input_path))
+    records = normalise_rows(
+        rows, mapping, today=today or dt.date.today(), strict=strict, where=str(input_path)
+    )
+    batch = encode_records(records, secret=secret, context=context, pseudonyms=pseudonyms)
+    return EncodeResult(
+        batch=batch, report=records.report, source=mapping.source or input_path.stem
+    )
+
+
+def raise_missing_record_id(path: Path) -> None:
+    raise InputError(
+        f"{path}: there is no record_id column",
+        fix="add a record_id column, or pass --mapping naming your ID column",
+    )
+
+
+def encode_file(
+    input_path: Path,
+    output_path: Path,
+    *,
+    secret: LinkageSecret,
+    context: EncodingContext,
+    mapping_path: Path | None = None,
+    strict: bool = False,
+) -> EncodeResult:
+    """The offline ``encode``: writes OUTPUT (.clks) and OUTPUT.ids (kept at the agency)."""
+    ids_path = output_path.with_name(output_path.name + ".ids")
+    pseudonyms = PseudonymMap.load(ids_path)
+    result = encode_csv(
+        input_path,
+        secret=secret,
+        context=context,
+        pseudonyms=pseudonyms,
+        mapping_path=mapping_path,
+        strict=strict,
+    )
+    tmp = output_path.with_name(output_path.name + ".tmp")
+    tmp.write_bytes(dump_clks(result.batch))
+    pseudonyms.save(ids_path)
+    tmp.replace(output_path)
+    return result

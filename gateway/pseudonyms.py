@@ -1,0 +1,58 @@
+"""Per-record pseudonyms: random, made and kept by the node, never derived from record IDs.
+
+The map pseudonym -> record ID is the node's own (``agency.clks.ids`` beside an encoded file,
+or the node's state folder); it never leaves the agency. Re-encoding reuses the map, so that a
+record keeps its pseudonym, and so its entity, across publications.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import secrets
+from pathlib import Path
+
+from keys.errors import InputError
+from policies.clks import PSEUDONYM_BYTES
+
+
+class PseudonymMap:
+    """record ID <-> pseudonym (hex), loaded from and saved to a CSV file."""
+
+    def __init__(self, by_record: dict[str, str] | None = None) -> None:
+        self.by_record: dict[str, str] = dict(by_record or {})
+
+    @classmethod
+    def load(cls, path: Path) -> PseudonymMap:
+        if not path.exists():
+            return cls()
+        try:
+            with path.open(encoding="utf-8", newline="") as handle:
+                rows = list(csv.DictReader(handle))
+            return cls({row["record_id"]: row["pseudonym"] for row in rows})
+        except (OSError, KeyError, csv.Error):
+            raise InputError(
+                f"the pseudonym map {path} is unreadable",
+                fix="restore it from backup; without it, records get new pseudonyms",
+            ) from None
+
+    def pseudonym_for(self, record_id: str) -> str:
+        existing = self.by_record.get(record_id)
+        if existing is None:
+            existing = secrets.token_bytes(PSEUDONYM_BYTES).hex()
+            self.by_record[record_id] = existing
+        return existing
+
+    def record_for(self) -> dict[str, str]:
+        return {pseudonym: record_id for record_id, pseudonym in self.by_record.items()}
+
+    def save(self, path: Path) -> None:
+        """Write atomically, readable by the owner only: the map is the agency's secret."""
+        tmp = path.with_name(path.name + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["pseudonym", "record_id"])
+            for record_id, pseudonym in sorted(self.by_record.items(), key=lambda kv: kv[1]):
+                writer.writerow([pseudonym, record_id])
+        tmp.replace(path)

@@ -1,0 +1,20 @@
+"""The default linkage schema, shipped with the gateway as package data."""
+
+from __future__ import annotations
+
+from importlib import resources
+
+import yaml
+
+from policies.linkage_schema import LinkageSchema, parse_schema
+
+DEFAULT_SCHEMA_RESOURCE = "schemas/default.yaml"
+
+
+def default_schema_text() -> str:
+    return resources.files("gateway").joinpath(DEFAULT_SCHEMA_RESOURCE).read_text(encoding="utf-8")
+
+
+def default_schema() -> LinkageSchema:
+    """The schema that serves the canonical columns; policies pin its SHA-256."""
+    return parse_schema(yaml.safe_load(default_schema_text()), where="default linkage schema")

@@ -1,0 +1,175 @@
+"""The linkage service's web app: a thin Flask layer over :mod:`linkage.service`.
+
+Errors are RFC 9457 problem details with a stable ``type``. The walking skeleton
+authenticates uploads by their signatures (see :mod:`linkage.intake`) and every other
+endpoint by a bearer token whose SHA-256 the operator configures; anything else is denied.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+from pathlib import Path
+from typing import Any
+
+from flask import Blueprint, Flask, Response, current_app, jsonify, request
+
+from keys.errors import (
+    AccessError,
+    ConfigError,
+    InputError,
+    KeyMaterialError,
+    PlacelinkError,
+    PolicyError,
+    StorageError,
+)
+from linkage.hotspots import DEFAULT_MEASURES, Measure
+from linkage.intake import ReplayError, accept_batch
+from linkage.service import LinkageService
+from policies.model import load_policy
+
+PROBLEM_BASE = "https://placelink.example/problems/"
+_STATUS: list[tuple[type[PlacelinkError], int, str]] = [
+    (ReplayError, 409, "replay"),
+    (KeyMaterialError, 401, "bad-signature"),
+    (AccessError, 403, "forbidden"),
+    (PolicyError, 403, "policy-refused"),
+    (InputError, 422, "invalid-input"),
+    (StorageError, 503, "storage-unavailable"),
+    (ConfigError, 500, "configuration"),
+]
+api = Blueprint("api", __name__)
+
+
+def problem(status: int, slug: str, title: str, detail: str = "") -> Response:
+    body = {"type": PROBLEM_BASE + slug, "title": title, "status": status, "detail": detail}
+    response = jsonify(body)
+    response.status_code = status
+    response.content_type = "application/problem+json"
+    return response
+
+
+def _service() -> LinkageService:
+    service: LinkageService = current_app.extensions["placelink"]
+    return service
+
+
+def _require_token() -> None:
+    header = request.headers.get("Authorization", "")
+    token = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else ""
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    allowed: list[str] = current_app.config["TOKEN_SHA256"]
+    if not token or not any(hmac.compare_digest(digest, a) for a in allowed):
+        raise AccessError(
+            "a valid bearer token is required", fix="send Authorization: Bearer TOKEN"
+        )
+
+
+@api.post("/v1/batches")
+def post_batch() -> tuple[Response, int]:
+    service = _service()
+    result = accept_batch(
+        store=service.store,
+        policies=service.policies,
+        content_type=request.content_type,
+        body=request.get_data(cache=False),
+        manifest_b64=request.headers.get("Placelink-Manifest"),
+        signature_b64=request.headers.get("Placelink-Signature"),
+        now=dt.datetime.now(dt.UTC),
+    )
+    body = {
+        "batch_id": result.batch_id,
+        "records": result.records,
+        "already_stored": result.already_stored,
+    }
+    return jsonify(body), 200 if result.already_stored else 201
+
+
+@api.post("/v1/policies/<policy_id>/link-runs")
+def post_link_run(policy_id: str) -> tuple[Response, int]:
+    _require_token()
+    return jsonify(_service().run_linkage(policy_id)), 201
+
+
+def _measures(raw: Any) -> list[Measure]:
+    if raw is None:
+        return DEFAULT_MEASURES
+    try:
+        return [
+            Measure(str(m["name"]), int(m.get("min_agencies", 1)), tuple(m.get("all_of", ())))
+            for m in raw
+        ]
+    except (KeyError, TypeError, ValueError):
+        raise InputError(
+            "measures must be a list of {name, min_agencies, all_of}", fix="see docs/analyst.md"
+        ) from None
+
+
+@api.post("/v1/policies/<policy_id>/hotspots")
+def post_hotspots(policy_id: str) -> Response:
+    _require_token()
+    query = request.get_json(silent=True) or {}
+    rows = _service().hotspots(
+        policy_id, _measures(query.get("measures")), by=str(query.get("by", "area"))
+    )
+    return jsonify({"policy_id": policy_id, "by": query.get("by", "area"), "rows": rows})
+
+
+@api.get("/v1/policies/<policy_id>/links/<source>")
+def get_links(policy_id: str, source: str) -> Response:
+    _require_token()
+    links = _service().entity_links(policy_id, source)
+    return jsonify(
+        {
+            "policy_id": policy_id,
+            "source": source,
+            "links": [{"pseudonym": p, "entity_id": e} for p, e in links],
+        }
+    )
+
+
+@api.get("/healthz")
+def health() -> Response:
+    return jsonify({"status": "ok"})
+
+
+def _handle(exc: PlacelinkError) -> Response:
+    for cls, status, slug in _STATUS:
+        if isinstance(exc, cls):
+            return problem(status, slug, exc.message, exc.fix)
+    return problem(500, "error", exc.message, exc.fix)
+
+
+def create_app(database_url: str, policy_paths: list[str], token_sha256: list[str]) -> Flask:
+    """The app factory: one service over a database and the policies it serves."""
+    policies = [load_policy(Path(p)) for p in policy_paths]
+    app = Flask("linkage")
+    app.config["TOKEN_SHA256"] = list(token_sha256)
+    app.extensions["placelink"] = LinkageService.create(database_url, policies)
+    app.register_blueprint(api)
+    app.register_error_handler(PlacelinkError, _handle)
+    app.register_error_handler(404, lambda e: problem(404, "not-found", "no such endpoint"))
+    app.register_error_handler(
+        405, lambda e: problem(405, "method-not-allowed", "method not allowed")
+    )
+    return app
+
+
+def app_from_environment() -> Flask:
+    """Gunicorn entry point: ``gunicorn 'linkage.app:app_from_environment()'``.
+
+    PLACELINK_DATABASE_URL, PLACELINK_POLICIES (paths separated by ':'), and
+    PLACELINK_TOKEN_SHA256 (hex digests separated by ',').
+    """
+    import os
+
+    url = os.environ.get("PLACELINK_DATABASE_URL", "sqlite:///placelink-linkage.db")
+    paths = [p for p in os.environ.get("PLACELINK_POLICIES", "").split(":") if p]
+    tokens = [t for t in os.environ.get("PLACELINK_TOKEN_SHA256", "").split(",") if t]
+    if not paths:
+        raise ConfigError(
+            "PLACELINK_POLICIES names no policy file",
+            fix="set PLACELINK_POLICIES=/path/policy.yaml",
+        )
+    return create_app(url, paths, tokens)

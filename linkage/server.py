@@ -1,0 +1,105 @@
+"""Running the linkage service under gunicorn on a loopback port, as a child process.
+
+Used by the demo and the integration tests: the socket is bound here (port 0, so the kernel
+picks a free port with no race) and handed to gunicorn as ``fd://N``.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+from keys.errors import ConfigError
+
+
+@dataclass
+class RunningService:
+    url: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def _wait_until_healthy(
+    url: str, process: subprocess.Popen[bytes], log: Path, timeout: float
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise ConfigError(
+                f"the linkage service exited at start-up; see {log}",
+                fix="read the log; check the policy files and database URL",
+            )
+        try:
+            if requests.get(f"{url}/healthz", timeout=1).ok:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.1)
+    raise ConfigError(f"the linkage service did not become healthy; see {log}", fix="read the log")
+
+
+def start_service(
+    *,
+    database_url: str,
+    policy_paths: list[Path],
+    token_sha256: list[str],
+    log_path: Path,
+    host: str = "127.0.0.1",
+    timeout: float = 30.0,
+) -> RunningService:
+    """Start gunicorn serving the linkage app; returns once /healthz answers."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, 0))
+    sock.listen(128)
+    port = sock.getsockname()[1]
+    env = dict(os.environ)
+    env.update(
+        PLACELINK_DATABASE_URL=database_url,
+        PLACELINK_POLICIES=":".join(str(p) for p in policy_paths),
+        PLACELINK_TOKEN_SHA256=",".join(token_sha256),
+    )
+    command = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--bind",
+        f"fd://{sock.fileno()}",
+        "--workers",
+        "1",
+        "--threads",
+        "4",
+        "--timeout",
+        "600",
+        "--log-level",
+        "warning",
+        "linkage.app:app_from_environment()",
+    ]
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            command, env=env, stdout=log, stderr=subprocess.STDOUT, pass_fds=(sock.fileno(),)
+        )
+    sock.close()
+    url = f"http://{host}:{port}"
+    try:
+        _wait_until_healthy(url, process, log_path, timeout)
+    except ConfigError:
+        RunningService(url, process, log_path).stop()
+        raise
+    return RunningService(url, process, log_path)

@@ -1,0 +1,5 @@
+import sys
+
+from placelink.cli import main
+
+sys.exit(main())

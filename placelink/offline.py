@@ -1,0 +1,88 @@
+"""The offline commands ``placelink encode`` and ``placelink match`` (used by scripts,
+benchmarks and people trying placelink out), over the same code the services run."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from gateway.pipeline import EncodeResult, context_for_policy, context_without_policy, encode_file
+from gateway.pseudonyms import PseudonymMap
+from gateway.schema import default_schema
+from keys import read_secret
+from keys.errors import InputError
+from linkage.corpus import build_corpus
+from linkage.engine import Engine, LinkResult, LocalEngine
+from policies.clks import EncodedBatch, load_clks
+from policies.linkage_schema import load_schema
+from policies.model import load_policy
+
+
+def encode_command(
+    *,
+    secret_file: Path,
+    input_path: Path,
+    output_path: Path,
+    schema_path: Path | None,
+    mapping_path: Path | None,
+    policy_id: str,
+    epoch: int,
+    policy_path: Path | None,
+    strict: bool,
+) -> EncodeResult:
+    """Encode one CSV to a .clks file and its local .ids map."""
+    import datetime as dt
+
+    schema = load_schema(schema_path) if schema_path else default_schema()
+    if policy_path:
+        context = context_for_policy(
+            load_policy(policy_path), schema, epoch=epoch, today=dt.date.today()
+        )
+    else:
+        context = context_without_policy(schema, policy_id=policy_id, epoch=epoch)
+    return encode_file(
+        input_path,
+        output_path,
+        secret=read_secret(secret_file),
+        context=context,
+        mapping_path=mapping_path,
+        strict=strict,
+    )
+
+
+def _read_clks(path: Path) -> EncodedBatch:
+    try:
+        return load_clks(path.read_bytes())
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror}", fix="check the path") from None
+
+
+def match_command(inputs: list[Path], output: Path, *, engine: Engine | None = None) -> LinkResult:
+    """Link .clks files; write source, record_id, entity_id for every input record."""
+    stems = [path.stem for path in inputs]
+    repeated = sorted({s for s in stems if stems.count(s) > 1})
+    if repeated:
+        raise InputError(
+            f"two inputs share the file stem {repeated[0]!r}",
+            fix="rename one: the stem names the source in links.csv",
+        )
+    batches = [(path.stem, _read_clks(path)) for path in inputs]
+    corpus = build_corpus(batches)
+    result = (engine or LocalEngine()).link(corpus)
+    record_ids = _record_ids(inputs, batches)
+    with output.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["source", "record_id", "entity_id"])
+        for row in range(len(corpus)):
+            source = corpus.source_names[corpus.source_index[row]]
+            writer.writerow([source, record_ids[row], result.entity_ids[row]])
+    return result
+
+
+def _record_ids(inputs: list[Path], batches: list[tuple[str, EncodedBatch]]) -> list[str]:
+    """Record IDs through the .ids map beside each input, else the pseudonyms."""
+    ids: list[str] = []
+    for path, (_, batch) in zip(inputs, batches, strict=True):
+        local = PseudonymMap.load(path.with_name(path.name + ".ids")).record_for()
+        ids += [local.get(p, p) for p in (batch.pseudonym_hex(r) for r in range(len(batch)))]
+    return ids

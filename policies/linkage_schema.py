@@ -1,0 +1,113 @@
+"""The linkage schema: which fields are encoded, and how.
+
+All parties of a policy use one schema; its SHA-256 over the canonical JSON of the parsed YAML
+is what the policy pins in ``linkage_schema`` and what every ``.clks`` header carries. The model
+lives in ``policies`` because both the gateway (which encodes) and the linkage service (which
+compares) read it, and neither may import the other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from keys.errors import ConfigError
+from policies.canonical import canonical_sha256
+
+Encoding = Literal["bloom", "token"]
+NORMALISERS = ("given_name", "family_name", "date", "sex", "postcode", "address", "nhs_number")
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """One encoded field."""
+
+    name: str
+    normalise: str
+    encoding: Encoding
+    ngram: int = 2
+    bits: int = 0
+    hashes: int = 0
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes this field takes in a record: the filter, or a 16-byte token."""
+        return self.bits // 8 if self.encoding == "bloom" else 16
+
+
+@dataclass(frozen=True)
+class LinkageSchema:
+    """A parsed, validated linkage schema and its identifying hash."""
+
+    name: str
+    version: int
+    fields: tuple[FieldSpec, ...]
+    sha256: str
+
+    def field(self, name: str) -> FieldSpec:
+        for spec in self.fields:
+            if spec.name == name:
+                return spec
+        raise ConfigError(
+            f"the linkage schema {self.name!r} has no field {name!r}",
+            fix="use a field the schema declares",
+        )
+
+
+def _parse_field(name: str, raw: Any, where: str) -> FieldSpec:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: field {name!r} must be a mapping", fix="see docs/formats.md")
+    encoding = raw.get("encoding")
+    normalise = raw.get("normalise", name)
+    if encoding not in ("bloom", "token"):
+        raise ConfigError(
+            f"{where}: field {name!r} has encoding {encoding!r}", fix="use 'bloom' or 'token'"
+        )
+    if normalise not in NORMALISERS:
+        raise ConfigError(
+            f"{where}: field {name!r} has an unknown normaliser {normalise!r}",
+            fix=f"use one of {', '.join(NORMALISERS)}",
+        )
+    spec = FieldSpec(
+        name=name,
+        normalise=normalise,
+        encoding=encoding,
+        ngram=int(raw.get("ngram", 2)),
+        bits=int(raw.get("bits", 0)),
+        hashes=int(raw.get("hashes", 0)),
+    )
+    if encoding == "bloom" and (spec.bits <= 0 or spec.bits % 64 or spec.hashes <= 0):
+        raise ConfigError(
+            f"{where}: Bloom field {name!r} needs bits (a multiple of 64) and hashes > 0",
+            fix="set e.g. bits: 256 and hashes: 20",
+        )
+    return spec
+
+
+def parse_schema(document: Any, *, where: str = "linkage schema") -> LinkageSchema:
+    """Validate a parsed YAML document into a :class:`LinkageSchema`."""
+    if not isinstance(document, dict) or not isinstance(document.get("fields"), dict):
+        raise ConfigError(f"{where}: no 'fields' mapping", fix="see docs/formats.md")
+    fields = tuple(_parse_field(str(n), raw, where) for n, raw in document["fields"].items())
+    if not fields:
+        raise ConfigError(f"{where}: 'fields' is empty", fix="declare at least one field")
+    return LinkageSchema(
+        name=str(document.get("name", "unnamed")),
+        version=int(document.get("schema_version", 1)),
+        fields=fields,
+        sha256=canonical_sha256(document),
+    )
+
+
+def load_schema(path: Path) -> LinkageSchema:
+    """Read and validate a linkage schema YAML file."""
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(
+            f"cannot read the linkage schema {path}: {exc}", fix="check the path and YAML syntax"
+        ) from None
+    return parse_schema(document, where=str(path))

@@ -1,0 +1,142 @@
+"""Privacy is tested, not asserted: every byte the gateways send to the linkage service is
+recorded and searched for every identifier of the test data, in clear and as unkeyed hashes.
+
+The gateways and the service are the real ones (gunicorn on loopback, plain HTTP so that the
+capture can see); the recorder is a TCP proxy in between. The search first proves it can see:
+a planted identifier sent on purpose through the same proxy is found.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+
+from gateway.node import NodeConfig, publish
+from gateway.schema import default_schema
+from keys import SigningKey, new_secret
+from linkage.server import RunningService, start_service
+from placelink.town import Town, generate_town, write_town
+from policies.model import Policy, dump_policy, parse_policy
+from tests.e2e.wiretap import Wiretap
+
+ROOT = Path(__file__).resolve().parents[2]
+MIN_CLEAR_LENGTH = 6  # shorter strings turn up by chance in kilobytes of random filter bytes
+IDENTIFYING = ("record_id", "given_name", "family_name", "date_of_birth", "postcode", "address",
+               "nhs_number")  # fmt: skip
+
+
+def identifier_values(town: Town) -> set[str]:
+    """Every identifying value, canonical and as each agency wrote it. Sex codes ('M', '1')
+    and contact dates (not identifiers; a timestamp of today is on the wire) are left out."""
+    values = set()
+    for agency, rows in town.canonical_rows.items():
+        columns = town.mappings[agency]["columns"]
+        skip = {columns[c]["column"] for c in ("sex", "event_date") if c in columns}
+        for row, raw in zip(rows, town.agency_rows[agency], strict=True):
+            values.update(row[c] for c in IDENTIFYING if row.get(c))
+            values.update(v for c, v in raw.items() if v and c not in skip)
+    return {v for v in values if v.strip()}
+
+
+def needles(values: set[str]) -> set[bytes]:
+    found: set[bytes] = set()
+    for value in values:
+        forms = {value, value.upper(), value.lower(), value.replace(" ", ""), value.strip()}
+        for form in forms:
+            data = form.encode("utf-8")
+            if len(data) >= MIN_CLEAR_LENGTH:
+                found.add(data)
+            for algorithm in ("sha256", "md5"):
+                digest = hashlib.new(algorithm, data)
+                found.update({digest.digest(), digest.hexdigest().encode()})
+    return found
+
+
+def haystack(captured: bytes) -> bytes:
+    """The capture plus the decoded form of every base64url header value in it."""
+    decoded = [
+        base64.urlsafe_b64decode(m + b"=" * (-len(m) % 4))
+        for m in re.findall(rb"Placelink-(?:Manifest|Signature): ([A-Za-z0-9_-]+)", captured)
+    ]
+    return captured + b"".join(decoded)
+
+
+def hits(captured: bytes, wanted: set[bytes]) -> list[bytes]:
+    space = haystack(captured)
+    return [needle for needle in wanted if needle in space]
+
+
+@dataclass
+class Setting:
+    town: Town
+    out: Path
+    service: RunningService
+    keys: dict[str, SigningKey]
+    policy: Policy
+
+
+@pytest.fixture(scope="module")
+def setting(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setting]:
+    out = tmp_path_factory.mktemp("wire")
+    town = generate_town(seed=11, people=400)
+    write_town(town, out)
+    keys = {agency: SigningKey.generate() for agency in town.agency_rows}
+    document = yaml.safe_load((ROOT / "policies/examples/task-force.yaml").read_text())
+    for party in document["parties"]:
+        party["node_key"] = keys[party["id"]].fingerprint if party["id"] in keys else None
+    dump_policy(document, out / "policy.yaml")
+    service = start_service(
+        database_url=f"sqlite:///{out / 'db.sqlite'}", policy_paths=[out / "policy.yaml"],
+        token_sha256=[], log_path=out / "service.log",
+    )  # fmt: skip
+    try:
+        yield Setting(town, out, service, keys, parse_policy(document))
+    finally:
+        service.stop()
+
+
+def test_no_identifier_crosses_the_wire(setting: Setting) -> None:
+    town, out = setting.town, setting.out
+    tap = Wiretap(upstream=_host_port(setting.service.url)).start()
+    try:
+        secret = new_secret()
+        for agency in town.agency_rows:
+            config = NodeConfig(
+                agency, out / "agencies" / f"{agency}.csv",
+                out / "agencies" / f"{agency}.mapping.yaml", out / "state", tap.url,
+            )  # fmt: skip
+            publish(config, policy=setting.policy, schema=default_schema(), secret=secret,
+                    node_key=setting.keys[agency], today=dt.date.today())  # fmt: skip
+    finally:
+        tap.stop()
+    wanted = needles(identifier_values(town))
+    assert len(tap.captured) > 100_000, "the capture saw too little traffic to mean anything"
+    assert hits(bytes(tap.captured), wanted) == []
+
+
+def test_the_capture_can_see_a_planted_identifier(setting: Setting) -> None:
+    planted = setting.town.canonical_rows["health"][0]["nhs_number"]
+    tap = Wiretap(upstream=_host_port(setting.service.url)).start()
+    try:
+        requests.post(f"{tap.url}/v1/batches", data=f"marker {planted}".encode(), timeout=10)
+        hashed = hashlib.sha256(planted.encode()).hexdigest()
+        requests.get(f"{tap.url}/healthz", headers={"X-Probe": hashed}, timeout=10)
+    finally:
+        tap.stop()
+    found = hits(bytes(tap.captured), needles({planted}))
+    assert planted.encode() in found
+    assert hashlib.sha256(planted.encode()).hexdigest().encode() in found
+
+
+def _host_port(url: str) -> tuple[str, int]:
+    host, port = url.removeprefix("http://").split(":")
+    return host, int(port)

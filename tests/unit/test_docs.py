@@ -1,0 +1,65 @@
+"""A command, endpoint or setting that the docs do not mention is one nobody will find."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from linkage.app import api
+from placelink.cli import build_parser
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCS = "\n".join(
+    p.read_text(encoding="utf-8") for p in [ROOT / "README.md", *ROOT.glob("docs/*.md")]
+)
+
+
+def _commands(parser: argparse.ArgumentParser, prefix: str = "placelink") -> list[str]:
+    found = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                found.append(f"{prefix} {name}")
+                found += _commands(sub, f"{prefix} {name}")
+    return found
+
+
+@pytest.mark.parametrize("command", _commands(build_parser()))
+def test_every_command_is_documented(command: str) -> None:
+    assert command in DOCS
+
+
+def _rules() -> list[str]:
+    from flask import Flask
+
+    app = Flask("probe")
+    app.register_blueprint(api)
+    return [
+        rule.rule.replace("<policy_id>", "<id>")
+        for rule in app.url_map.iter_rules()
+        if rule.endpoint.startswith("api.")
+    ]
+
+
+@pytest.mark.parametrize("rule", _rules())
+def test_every_endpoint_is_documented(rule: str) -> None:
+    assert rule in (ROOT / "docs" / "operator.md").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    "setting", ["PLACELINK_DATABASE_URL", "PLACELINK_POLICIES", "PLACELINK_TOKEN_SHA256"]
+)
+def test_every_setting_is_documented(setting: str) -> None:
+    assert setting in (ROOT / "docs" / "operator.md").read_text(encoding="utf-8")
+
+
+def test_readme_opens_with_the_two_commands() -> None:
+    lines = (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
+    block = lines[lines.index("```sh") + 1 : lines.index("```sh") + 3]
+    assert block == [
+        "pip install -e . && placelink demo",
+        "pip install -e '.[dev]' && python -m pytest",
+    ]
+    assert "pip install -e '.[dev]' && python -m pytest" in (ROOT / ".ci" / "run").read_text()

@@ -59,6 +59,7 @@ class LinkageService:
             "records": len(corpus),
             "sources": list(corpus.source_names),
             "entities": result.entity_count,
+            "multi_agency_entities": _multi_agency(result.entity_ids, corpus.source_index.tolist()),
             "candidate_pairs": result.candidate_pairs,
             "links": result.links,
             "cluster_sizes": {str(k): v for k, v in result.cluster_sizes.items()},
@@ -94,3 +95,11 @@ class LinkageService:
         month = next((a.name for a in released.values() if a.generalisation == "month"), "")
         records = self.store.entity_records(policy_id, by, month)
         return published_table(records, measures, policy.disclosure)
+
+
+def _multi_agency(entity_ids: list[str], sources: list[int]) -> int:
+    """Entities with records from two or more sources."""
+    seen: dict[str, set[int]] = {}
+    for entity, source in zip(entity_ids, sources, strict=True):
+        seen.setdefault(entity, set()).add(source)
+    return sum(1 for found in seen.values() if len(found) > 1)

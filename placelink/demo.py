@@ -185,13 +185,13 @@ def _resolve_all(
 
 def report_facts(result: DemoResult) -> dict[str, Any]:
     link = result.link_summary
-    multi = sum(1 for r in result.hotspots for _ in [0])  # rows, for the page
     return {
         "records per agency": ", ".join(f"{a} {n}" for a, n in result.records.items()),
         "records linked": link["records"],
         "entities": link["entities"],
+        "entities known to 2+ agencies": link["multi_agency_entities"],
         "largest entity (records)": link["largest_cluster"],
-        "areas": multi,
+        "areas": len(result.hotspots),
         "linkage F1 against the synthetic truth": f"{result.quality.f1:.4f}",
         "bytes uploaded": result.bytes_sent,
     }
@@ -204,7 +204,8 @@ def format_summary(result: DemoResult) -> str:
     lines = [
         f"placelink demo: {result.out_dir}",
         "records per agency: " + ", ".join(f"{a} {n}" for a, n in result.records.items()),
-        f"linked {link['records']} records into {link['entities']} entities "
+        f"linked {link['records']} records into {link['entities']} entities, "
+        f"{link['multi_agency_entities']} of them known to 2+ agencies "
         f"({link['candidate_pairs']} candidate pairs, "
         f"largest entity {link['largest_cluster']} records)",
         f"linkage quality against the synthetic truth: precision {result.quality.precision:.4f}, "

@@ -1,6 +1,7 @@
 """Gunicorn settings for the linkage service.
 
-Run:  PLACELINK_DATABASE_URL=postgresql+psycopg://... PLACELINK_POLICIES=/etc/placelink/policy.yaml \
+Run:  PLACELINK_DATABASE_URL=postgresql+psycopg://... \
+      PLACELINK_POLICIES=/etc/placelink/policy.yaml \
       PLACELINK_TOKEN_SHA256=<hex sha256 of each analyst token> \
       gunicorn -c deploy/gunicorn.conf.py 'linkage.app:app_from_environment()'
 

@@ -73,6 +73,11 @@ def _rule(canonical: str, raw: Any, where: str) -> ColumnRule:
             fix=f"write e.g. `{canonical}: my_column`",
         )
     pivot = raw.get("century_pivot")
+    if pivot is not None and not (isinstance(pivot, int) and 0 <= pivot <= 99):
+        raise ConfigError(
+            f"{where}: columns.{canonical}.century_pivot must be a whole number 0..99",
+            fix="write e.g. `century_pivot: 30`",
+        )
     fmt = str(raw.get("format", ISO_DATE))
     if "%y" in fmt and pivot is None:
         raise ConfigError(

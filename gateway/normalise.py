@@ -79,7 +79,10 @@ def parse_date(value: str, fmt: str = "%Y-%m-%d", *, century_pivot: int | None =
         ) from None
     if century_pivot is not None and "%y" in fmt:
         century = 2000 if parsed.year % 100 <= century_pivot else 1900
-        parsed = parsed.replace(year=century + parsed.year % 100)
+        try:
+            parsed = parsed.replace(year=century + parsed.year % 100)
+        except ValueError:  # 29 February of a year the pivot makes common
+            raise InvalidValue("a date does not exist", fix="check it") from None
     return parsed
 
 
@@ -130,7 +133,8 @@ def normalise_address(value: str) -> str | None:
     """Folded address with common abbreviations spelt out; '3/22' reads as 'flat 3 22'."""
     text = re.sub(r"\b(\d+)\s*/\s*(\d+)\b", r"flat \1 \2", value)
     words = [_ADDRESS_WORDS.get(w, w) for w in fold(text).split()]
-    return " ".join(words) or None
+    deduplicated = [w for i, w in enumerate(words) if not (w == "flat" and i and words[i - 1] == w)]
+    return " ".join(deduplicated) or None
 
 
 def nhs_check_digit_ok(digits: str) -> bool:
@@ -146,6 +150,6 @@ def normalise_nhs_number(value: str) -> str | None:
     digits = re.sub(r"[\s-]", "", value)
     if not digits:
         return None
-    if not (len(digits) == 10 and digits.isdigit() and nhs_check_digit_ok(digits)):
+    if not (re.fullmatch(r"[0-9]{10}", digits) and nhs_check_digit_ok(digits)):  # ASCII only
         raise InvalidValue("an NHS number fails the format or mod-11 check", fix="check it")
     return digits

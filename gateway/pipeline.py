@@ -96,6 +96,7 @@ def encode_file(
     context: EncodingContext,
     mapping_path: Path | None = None,
     strict: bool = False,
+    today: dt.date | None = None,
 ) -> EncodeResult:
     """The offline ``encode``: writes OUTPUT (.clks) and OUTPUT.ids (kept at the agency)."""
     ids_path = output_path.with_name(output_path.name + ".ids")
@@ -107,6 +108,7 @@ def encode_file(
         pseudonyms=pseudonyms,
         mapping_path=mapping_path,
         strict=strict,
+        today=today,
     )
     tmp = output_path.with_name(output_path.name + ".tmp")
     tmp.write_bytes(dump_clks(result.batch))

@@ -51,6 +51,7 @@ class PseudonymMap:
         tmp = path.with_name(path.name + ".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            os.fchmod(fd, 0o600)  # O_CREAT's mode does not apply to a stale temporary file
             writer = csv.writer(handle)
             writer.writerow(["pseudonym", "record_id"])
             for record_id, pseudonym in sorted(self.by_record.items(), key=lambda kv: kv[1]):

@@ -76,7 +76,8 @@ def _normalise(canonical: str, raw: str, rule: ColumnRule, today: dt.date) -> No
     if canonical == "date_of_birth":
         return normalise_birth_date(raw, rule.format, century_pivot=rule.century_pivot, today=today)
     if canonical == "event_date":
-        return parse_date(raw, rule.format, century_pivot=rule.century_pivot) if raw else None
+        text = raw.strip()
+        return parse_date(text, rule.format, century_pivot=rule.century_pivot) if text else None
     if canonical == "sex":
         return normalise_sex(raw, rule.codes)
     simple = {

@@ -45,6 +45,7 @@ def write_secret(secret: LinkageSecret, path: Path) -> None:
     text = f"{KEY_FILE_HEADER}\n{secret.value.hex()}\n"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="ascii") as handle:
+        os.fchmod(fd, 0o600)  # O_CREAT's mode does not apply to a file that already exists
         handle.write(text)
 
 

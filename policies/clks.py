@@ -126,12 +126,21 @@ def _read_header(data: bytes) -> tuple[dict[str, Any], int]:
     end = _PREFIX.size + hlen
     try:
         header = json.loads(data[_PREFIX.size : end])
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise _bad("the header is not JSON") from None
     required = ("schema_hash", "policy_id", "policy_version", "epoch", "record_count", "fields")
     if len(data) < end or not isinstance(header, dict) or any(k not in header for k in required):
         raise _bad("the header is truncated or lacks a required key")
+    if not isinstance(header.get("attributes", []), list):
+        raise _bad("the header's attributes is not a list")
     return header, end
+
+
+def _header_int(header: dict[str, Any], key: str) -> int:
+    value = header[key]
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _bad(f"the header's {key} is not an integer")
+    return value
 
 
 def _layouts(header: dict[str, Any]) -> tuple[FieldLayout, ...]:
@@ -140,7 +149,7 @@ def _layouts(header: dict[str, Any]) -> tuple[FieldLayout, ...]:
             FieldLayout(str(f["name"]), str(f["encoding"]), int(f["bytes"]))
             for f in header["fields"]
         )
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, OverflowError):
         raise _bad("a field entry in the header is malformed") from None
 
 
@@ -148,9 +157,13 @@ def load_clks(data: bytes) -> EncodedBatch:
     """Parse a version-1 payload; any inconsistency is an :class:`InputError`."""
     header, offset = _read_header(data)
     layouts = _layouts(header)
-    count = int(header["record_count"])
-    if count < 0 or any(f.nbytes <= 0 for f in layouts):
-        raise _bad("negative record count or field size")
+    count = _header_int(header, "record_count")
+    if count < 0 or _header_int(header, "epoch") < 0 or any(f.nbytes <= 0 for f in layouts):
+        raise _bad("negative record count, epoch or field size")
+    if len({f.name for f in layouts}) != len(layouts):
+        raise _bad("two fields share a name")
+    if header.get("pseudonym_bytes", PSEUDONYM_BYTES) != PSEUDONYM_BYTES:
+        raise _bad(f"pseudonyms are not {PSEUDONYM_BYTES} bytes")
     width = PSEUDONYM_BYTES + len(layouts) + sum(f.nbytes for f in layouts)
     end = offset + count * width
     if len(data) < end + _LEN.size:
@@ -172,7 +185,7 @@ def load_clks(data: bytes) -> EncodedBatch:
         schema_hash=str(header["schema_hash"]),
         policy_id=str(header["policy_id"]),
         policy_version=str(header["policy_version"]),
-        epoch=int(header["epoch"]),
+        epoch=_header_int(header, "epoch"),
         fields=layouts,
         attribute_names=tuple(str(a) for a in header.get("attributes", [])),
         pseudonyms=matrix[:, :PSEUDONYM_BYTES],
@@ -185,7 +198,7 @@ def load_clks(data: bytes) -> EncodedBatch:
 def _parse_attributes(raw: bytes, count: int, header: dict[str, Any]) -> list[list[str | None]]:
     try:
         table = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise _bad("the attribute table is not JSON") from None
     width = len(header.get("attributes", []))
     if not isinstance(table, list) or len(table) != count:

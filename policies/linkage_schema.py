@@ -71,14 +71,22 @@ def _parse_field(name: str, raw: Any, where: str) -> FieldSpec:
             f"{where}: field {name!r} has an unknown normaliser {normalise!r}",
             fix=f"use one of {', '.join(NORMALISERS)}",
         )
-    spec = FieldSpec(
-        name=name,
-        normalise=normalise,
-        encoding=encoding,
-        ngram=int(raw.get("ngram", 2)),
-        bits=int(raw.get("bits", 0)),
-        hashes=int(raw.get("hashes", 0)),
-    )
+    try:
+        spec = FieldSpec(
+            name=name,
+            normalise=normalise,
+            encoding=encoding,
+            ngram=int(raw.get("ngram", 2)),
+            bits=int(raw.get("bits", 0)),
+            hashes=int(raw.get("hashes", 0)),
+        )
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"{where}: field {name!r} has a non-numeric ngram, bits or hashes",
+            fix="write whole numbers, e.g. ngram: 2, bits: 256, hashes: 20",
+        ) from None
+    if not 1 <= spec.ngram <= 4:
+        raise ConfigError(f"{where}: field {name!r} has ngram outside 1..4", fix="use ngram: 2")
     if encoding == "bloom" and (spec.bits <= 0 or spec.bits % 64 or spec.hashes <= 0):
         raise ConfigError(
             f"{where}: Bloom field {name!r} needs bits (a multiple of 64) and hashes > 0",

@@ -119,6 +119,8 @@ def _require(document: dict[str, Any], where: str) -> None:
 
 
 def _date(value: Any, key: str, where: str) -> dt.date:
+    if isinstance(value, dt.datetime):
+        return value.date()
     if isinstance(value, dt.date):
         return value
     try:
@@ -172,10 +174,16 @@ def _data_items(raw: Any, where: str) -> tuple[DataItem, ...]:
 
 def _disclosure(raw: Any, where: str) -> DisclosureControl:
     raw = raw or {}
-    control = DisclosureControl(
-        min_cell=int(raw.get("min_cell", HOUSE_MIN_CELL)),
-        rounding=int(raw.get("rounding", HOUSE_ROUNDING)),
-    )
+    try:
+        control = DisclosureControl(
+            min_cell=int(raw.get("min_cell", HOUSE_MIN_CELL)),
+            rounding=int(raw.get("rounding", HOUSE_ROUNDING)),
+        )
+    except (AttributeError, TypeError, ValueError):
+        raise PolicyError(
+            f"{where}: disclosure_control must map min_cell and rounding to whole numbers",
+            fix="write e.g. `disclosure_control: {min_cell: 8, rounding: 5}`",
+        ) from None
     if control.min_cell < HOUSE_MIN_CELL or control.rounding < HOUSE_ROUNDING:
         raise PolicyError(
             f"{where}: disclosure_control is looser than the house default",

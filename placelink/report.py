@@ -9,6 +9,11 @@ from typing import Any
 from linkage.disclosure import SUPPRESSED
 
 BAR_MEASURE = "known_to_3plus"
+LABELS = {
+    "known_to_2plus": "known to 2+ agencies",
+    "known_to_3plus": "known to 3+ agencies",
+    "police_and_childrens_services": "known to police and children's services",
+}
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:2rem;max-width:60rem;color:#1b1b1b}
 table{border-collapse:collapse}td,th{border:1px solid #bbb;padding:.25rem .6rem;text-align:right}
@@ -22,7 +27,8 @@ def _number(value: Any) -> float:
 
 def bar_chart(rows: list[dict[str, Any]], measure: str = BAR_MEASURE, top: int = 12) -> str:
     """An inline SVG of the top areas by one published measure (suppressed cells as 0)."""
-    ranked = sorted(rows, key=lambda r: (-_number(r[measure]), r["area"]))[:top]
+    shown = [r for r in rows if _number(r[measure]) > 0]
+    ranked = sorted(shown, key=lambda r: (-_number(r[measure]), r["area"]))[:top]
     peak = max((_number(r[measure]) for r in ranked), default=0.0) or 1.0
     bars = []
     for index, row in enumerate(ranked):
@@ -39,7 +45,7 @@ def bar_chart(rows: list[dict[str, Any]], measure: str = BAR_MEASURE, top: int =
 
 def render_report(summary: dict[str, Any], rows: list[dict[str, Any]], measures: list[str]) -> str:
     """The whole page: headline figures, the chart, and the published table."""
-    head = "".join(f"<th>{html.escape(m.replace('_', ' '))}</th>" for m in measures)
+    head = "".join(f"<th>{html.escape(LABELS.get(m, m))}</th>" for m in measures)
     body = "".join(
         "<tr><td>"
         + html.escape(str(r["area"]))
@@ -57,6 +63,7 @@ def render_report(summary: dict[str, Any], rows: list[dict[str, Any]], measures:
 shown as *, 8 and over are rounded to the nearest 5. An entity counts in the area of its most
 recent record. No person-level data is shown or held here.</p>
 <h2>Areas with most people known to 3 or more agencies</h2>
+<p class="note">Areas whose figure is 0 or suppressed (*) are not drawn.</p>
 {bar_chart(rows)}
 <h2>All areas</h2>
 <table><thead><tr><th>area</th>{head}</tr></thead><tbody>{body}</tbody></table>

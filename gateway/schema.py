@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from importlib import resources
+from pathlib import Path
 
 import yaml
 
@@ -13,6 +14,11 @@ DEFAULT_SCHEMA_RESOURCE = "schemas/default.yaml"
 
 def default_schema_text() -> str:
     return resources.files("gateway").joinpath(DEFAULT_SCHEMA_RESOURCE).read_text(encoding="utf-8")
+
+
+def default_schema_path() -> Path:
+    """The shipped schema's file, for services that are given schema files."""
+    return Path(str(resources.files("gateway").joinpath(DEFAULT_SCHEMA_RESOURCE)))
 
 
 def default_schema() -> LinkageSchema:

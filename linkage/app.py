@@ -27,6 +27,7 @@ from keys.errors import (
 from linkage.hotspots import DEFAULT_MEASURES, Measure
 from linkage.intake import ReplayError, accept_batch
 from linkage.service import LinkageService
+from policies.linkage_schema import load_schema
 from policies.model import load_policy
 
 PROBLEM_BASE = "https://placelink.example/problems/"
@@ -72,6 +73,7 @@ def post_batch() -> tuple[Response, int]:
     result = accept_batch(
         store=service.store,
         policies=service.policies,
+        schemas=service.schemas,
         content_type=request.content_type,
         body=request.get_data(cache=False),
         manifest_b64=request.headers.get("Placelink-Manifest"),
@@ -110,6 +112,10 @@ def _measures(raw: Any) -> list[Measure]:
 def post_hotspots(policy_id: str) -> Response:
     _require_token()
     query = request.get_json(silent=True) or {}
+    if not isinstance(query, dict):
+        raise InputError(
+            "the hot-spot query must be a JSON object", fix='send {"by": ..., "measures": [...]}'
+        )
     rows = _service().hotspots(
         policy_id, _measures(query.get("measures")), by=str(query.get("by", "area"))
     )
@@ -141,12 +147,16 @@ def _handle(exc: PlacelinkError) -> Response:
     return problem(500, "error", exc.message, exc.fix)
 
 
-def create_app(database_url: str, policy_paths: list[str], token_sha256: list[str]) -> Flask:
-    """The app factory: one service over a database and the policies it serves."""
+def create_app(
+    database_url: str, policy_paths: list[str], token_sha256: list[str], schema_paths: list[str]
+) -> Flask:
+    """The app factory: one service over a database, the policies it serves and the linkage
+    schemas they pin (uploads under a policy whose schema is not held here are refused)."""
     policies = [load_policy(Path(p)) for p in policy_paths]
+    schemas = [load_schema(Path(p)) for p in schema_paths]
     app = Flask("linkage")
     app.config["TOKEN_SHA256"] = list(token_sha256)
-    app.extensions["placelink"] = LinkageService.create(database_url, policies)
+    app.extensions["placelink"] = LinkageService.create(database_url, policies, schemas)
     app.register_blueprint(api)
     app.register_error_handler(PlacelinkError, _handle)
     app.register_error_handler(404, lambda e: problem(404, "not-found", "no such endpoint"))
@@ -159,17 +169,18 @@ def create_app(database_url: str, policy_paths: list[str], token_sha256: list[st
 def app_from_environment() -> Flask:
     """Gunicorn entry point: ``gunicorn 'linkage.app:app_from_environment()'``.
 
-    PLACELINK_DATABASE_URL, PLACELINK_POLICIES (paths separated by ':'), and
-    PLACELINK_TOKEN_SHA256 (hex digests separated by ',').
+    PLACELINK_DATABASE_URL, PLACELINK_POLICIES and PLACELINK_SCHEMAS (paths separated by ':'),
+    and PLACELINK_TOKEN_SHA256 (hex digests separated by ',').
     """
     import os
 
     url = os.environ.get("PLACELINK_DATABASE_URL", "sqlite:///placelink-linkage.db")
     paths = [p for p in os.environ.get("PLACELINK_POLICIES", "").split(":") if p]
     tokens = [t for t in os.environ.get("PLACELINK_TOKEN_SHA256", "").split(",") if t]
+    schemas = [p for p in os.environ.get("PLACELINK_SCHEMAS", "").split(":") if p]
     if not paths:
         raise ConfigError(
             "PLACELINK_POLICIES names no policy file",
             fix="set PLACELINK_POLICIES=/path/policy.yaml",
         )
-    return create_app(url, paths, tokens)
+    return create_app(url, paths, tokens, schemas)

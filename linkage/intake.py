@@ -6,8 +6,9 @@
 (4) the policy is registered here, in force, and the manifest binds its exact hash and version
 (5) the node key is a provider party of that policy, and that party is the manifest's source
 (6) the body's SHA-256 is the one the manifest signed
-(7) the body parses; its schema hash, policy, epoch and record count agree with the manifest,
-    and the schema is the one the policy pins
+(7) the body parses; its schema hash, policy id and version, epoch and record count agree with
+    the manifest, the schema is the one the policy pins and is held here, and every field is
+    encoded as that schema declares (encoding and size)
 (8) every encoded field and attribute is one the policy names
 (9) the batch is fresh (timestamp window) and not a replay (nonce and batch id unseen); the
     same batch sent twice is accepted once and then answered as already stored
@@ -29,7 +30,13 @@ from keys.errors import AccessError, InputError, KeyMaterialError, PolicyError
 from linkage.storage import Store
 from policies.canonical import canonical_json
 from policies.clks import EncodedBatch, load_clks
-from policies.decisions import check_in_force, provider_for_key, released_attributes
+from policies.decisions import (
+    check_in_force,
+    check_layout,
+    provider_for_key,
+    released_attributes,
+)
+from policies.linkage_schema import LinkageSchema
 from policies.model import Policy
 
 CLKS_MEDIA_TYPE = "application/vnd.placelink.clks"
@@ -116,7 +123,9 @@ def _check_policy(manifest: dict[str, Any], policy: Policy | None, now: dt.datet
     return policy
 
 
-def _check_body(manifest: dict[str, Any], body: bytes, policy: Policy) -> EncodedBatch:
+def _check_body(
+    manifest: dict[str, Any], body: bytes, policy: Policy, schemas: dict[str, LinkageSchema]
+) -> EncodedBatch:
     """(6), (7) and (8)."""
     if hashlib.sha256(body).hexdigest() != manifest["body_sha256"]:
         raise InputError(
@@ -124,10 +133,11 @@ def _check_body(manifest: dict[str, Any], body: bytes, policy: Policy) -> Encode
             fix="resend the batch; it was altered or truncated in transit",
         )
     batch = load_clks(body)
-    header = (batch.schema_hash, batch.policy_id, batch.epoch, len(batch))
+    header = (batch.schema_hash, batch.policy_id, batch.policy_version, batch.epoch, len(batch))
     signed = (
         manifest["schema_hash"],
         manifest["policy_id"],
+        manifest["policy_version"],
         manifest["epoch"],
         manifest["record_count"],
     )
@@ -141,6 +151,13 @@ def _check_body(manifest: dict[str, Any], body: bytes, policy: Policy) -> Encode
             "the batch uses another linkage schema than the policy pins",
             fix="encode with the schema the policy's linkage_schema names",
         )
+    schema = schemas.get(batch.schema_hash)
+    if schema is None:
+        raise PolicyError(
+            "this service does not hold the linkage schema the policy pins",
+            fix="give the service the schema file (PLACELINK_SCHEMAS) whose hash the policy pins",
+        )
+    check_layout(batch.fields, schema)
     encodable = {item.field for item in policy.data_items if item.transform == "encode"}
     releasable = {a.name for a in released_attributes(policy)}
     if (
@@ -181,6 +198,7 @@ def accept_batch(
     *,
     store: Store,
     policies: dict[str, Policy],
+    schemas: dict[str, LinkageSchema],
     content_type: str | None,
     body: bytes,
     manifest_b64: str | None,
@@ -198,7 +216,7 @@ def accept_batch(
     except ValueError:
         raise KeyMaterialError("signature verification failed", fix="use the gateway") from None
     policy = _check_policy(manifest, policies.get(str(manifest["policy_id"])), now)
-    batch = _check_body(manifest, body, policy)
+    batch = _check_body(manifest, body, policy, schemas)
     if _check_fresh(manifest, store, now):
         return IntakeResult(str(manifest["batch_id"]), len(batch), already_stored=True)
     store.store_batch(manifest, body, batch)

@@ -58,6 +58,7 @@ def start_service(
     *,
     database_url: str,
     policy_paths: list[Path],
+    schema_paths: list[Path],
     token_sha256: list[str],
     log_path: Path,
     host: str = "127.0.0.1",
@@ -73,6 +74,7 @@ def start_service(
     env.update(
         PLACELINK_DATABASE_URL=database_url,
         PLACELINK_POLICIES=":".join(str(p) for p in policy_paths),
+        PLACELINK_SCHEMAS=":".join(str(p) for p in schema_paths),
         PLACELINK_TOKEN_SHA256=",".join(token_sha256),
     )
     command = [

@@ -14,6 +14,7 @@ from linkage.hotspots import Measure, published_table
 from linkage.storage import Store
 from policies.canonical import jsonable
 from policies.decisions import released_attributes
+from policies.linkage_schema import LinkageSchema
 from policies.model import Policy
 
 
@@ -21,18 +22,29 @@ from policies.model import Policy
 class LinkageService:
     store: Store
     policies: dict[str, Policy]
+    schemas: dict[str, LinkageSchema]
     engine: Engine
 
     @classmethod
     def create(
-        cls, database_url: str, policies: list[Policy], engine: Engine | None = None
+        cls,
+        database_url: str,
+        policies: list[Policy],
+        schemas: list[LinkageSchema],
+        engine: Engine | None = None,
     ) -> LinkageService:
+        """A service over a database, the policies it serves and the schemas they pin."""
         store = Store(database_url)
         for policy in policies:
             store.register_policy(
                 policy.policy_id, policy.version, policy.policy_hash, jsonable(policy.document)
             )
-        return cls(store, {p.policy_id: p for p in policies}, engine or LocalEngine())
+        return cls(
+            store,
+            {p.policy_id: p for p in policies},
+            {s.sha256: s for s in schemas},
+            engine or LocalEngine(),
+        )
 
     def policy(self, policy_id: str) -> Policy:
         policy = self.policies.get(policy_id)

@@ -29,7 +29,7 @@ from tqdm import tqdm
 from gateway.node import NodeConfig, publish
 from gateway.pseudonyms import PseudonymMap
 from gateway.resolve import fetch_links, resolve_links
-from gateway.schema import default_schema
+from gateway.schema import default_schema, default_schema_path
 from keys import SigningKey, new_secret, write_secret
 from keys.errors import PlacelinkError
 from linkage.hotspots import DEFAULT_MEASURES
@@ -130,6 +130,7 @@ def run_demo(out: Path, *, seed: int = 7, people: int = 3000, progress: bool = T
     service = start_service(
         database_url=f"sqlite:///{out / 'linkage.db'}",
         policy_paths=[policy_path],
+        schema_paths=[default_schema_path()],
         token_sha256=[hashlib.sha256(token.encode()).hexdigest()],
         log_path=out / "service.log",
     )

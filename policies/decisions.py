@@ -6,9 +6,11 @@ Fail closed: anything the policy does not name is refused.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from keys.errors import AccessError, PolicyError
+from policies.clks import FieldLayout
 from policies.linkage_schema import FieldSpec, LinkageSchema
 from policies.model import DataItem, Party, Policy
 
@@ -43,6 +45,17 @@ def check_schema(policy: Policy, schema: LinkageSchema) -> None:
             f"policy {policy.policy_id!r} pins another linkage schema than {schema.name!r}",
             fix="encode with the schema whose SHA-256 the policy's linkage_schema names",
         )
+
+
+def check_layout(fields: Sequence[FieldLayout], schema: LinkageSchema) -> None:
+    """Every encoded field must have exactly the encoding and size the schema gives it."""
+    declared = {spec.name: (spec.encoding, spec.nbytes) for spec in schema.fields}
+    for layout in fields:
+        if declared.get(layout.name) != (layout.encoding, layout.nbytes):
+            raise PolicyError(
+                f"the field {layout.name!r} is not encoded as the linkage schema declares",
+                fix="encode with the unmodified schema that the policy pins",
+            )
 
 
 def _items(policy: Policy, transform: str) -> list[DataItem]:

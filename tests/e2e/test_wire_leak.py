@@ -21,7 +21,7 @@ import requests
 import yaml
 
 from gateway.node import NodeConfig, publish
-from gateway.schema import default_schema
+from gateway.schema import default_schema, default_schema_path
 from keys import SigningKey, new_secret
 from linkage.server import RunningService, start_service
 from placelink.town import Town, generate_town, write_town
@@ -96,6 +96,7 @@ def setting(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setting]:
     dump_policy(document, out / "policy.yaml")
     service = start_service(
         database_url=f"sqlite:///{out / 'db.sqlite'}", policy_paths=[out / "policy.yaml"],
+        schema_paths=[default_schema_path()],
         token_sha256=[], log_path=out / "service.log",
     )  # fmt: skip
     try:

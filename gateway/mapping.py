@@ -26,7 +26,8 @@ import yaml
 
 from keys.errors import ConfigError
 
-CANONICAL_FIELDS = (
+# The canonical CSV columns (design, contracts), then the attribute fields a mapping may add.
+CANONICAL_COLUMNS = (
     "record_id",
     "given_name",
     "family_name",
@@ -35,8 +36,8 @@ CANONICAL_FIELDS = (
     "postcode",
     "address",
     "nhs_number",
-    "event_date",
 )
+CANONICAL_FIELDS = (*CANONICAL_COLUMNS, "event_date")
 DATE_FIELDS = ("date_of_birth", "event_date")
 ISO_DATE = "%Y-%m-%d"
 

@@ -36,20 +36,12 @@ from typing import Any
 import numpy as np
 import yaml
 
+from gateway.mapping import CANONICAL_COLUMNS as GATEWAY_CANONICAL_COLUMNS
 from placelink import town_lists as lists
 from placelink.town_lists import AgencyProfile, Habits
 
 AGENCIES: tuple[str, ...] = ("police", "childrens_services", "housing", "health", "school")
-CANONICAL_COLUMNS: tuple[str, ...] = (
-    "record_id",
-    "given_name",
-    "family_name",
-    "date_of_birth",
-    "sex",
-    "postcode",
-    "address",
-    "nhs_number",
-)
+CANONICAL_COLUMNS: tuple[str, ...] = GATEWAY_CANONICAL_COLUMNS
 
 POSTCODE_AREA = "SB"
 INWARD_LETTERS = "ABDEFGHJLNPQRSTUWXYZ"

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
@@ -16,3 +19,32 @@ def require(available: bool, what: str) -> None:
     if IN_CI:
         pytest.fail(f"{what} is required in CI but missing")
     pytest.skip(f"{what} not available")
+
+
+POSTGRES_URL_VARIABLE = "PLACELINK_TEST_POSTGRES_URL"
+
+
+def _empty_postgres(url: str) -> None:
+    """Drop every table of the test database so each test starts from nothing."""
+    from linkage.storage import Base
+
+    engine = create_engine(url)
+    try:
+        Base.metadata.drop_all(engine)
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The same storage tests on SQLite (embedded default) and PostgreSQL (production).
+
+    PostgreSQL comes from PLACELINK_TEST_POSTGRES_URL (`.ci/run` installs and starts it)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'linkage.db'}"
+        return
+    url = os.environ.get(POSTGRES_URL_VARIABLE, "")
+    require(bool(url), f"PostgreSQL ({POSTGRES_URL_VARIABLE})")
+    _empty_postgres(url)
+    yield url
+    _empty_postgres(url)

@@ -12,7 +12,7 @@ import copy
 import dataclasses
 import datetime as dt
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -102,10 +102,11 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
 
 
 @pytest.fixture
-def service(tmp_path: Path, world: World) -> LinkageService:
-    return LinkageService.create(
-        f"sqlite:///{tmp_path / 'linkage.db'}", [world.policy], [default_schema()]
-    )
+def service(database_url: str, world: World) -> Iterator[LinkageService]:
+    """The service on SQLite and on PostgreSQL (see tests/conftest.py)."""
+    created = LinkageService.create(database_url, [world.policy], [default_schema()])
+    yield created
+    created.store.engine.dispose()
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,6 +14,7 @@ from gateway.pipeline import EncodeResult, context_for_policy, encode_csv
 from gateway.pseudonyms import PseudonymMap
 from gateway.submit import prepare_submission, upload
 from keys import LinkageSecret, SigningKey
+from policies.decisions import check_upload
 from policies.linkage_schema import LinkageSchema
 from policies.model import Policy
 
@@ -58,6 +59,12 @@ def publish(
         pseudonyms=pseudonyms,
         mapping_path=config.mapping,
         today=day,
+    )
+    check_upload(  # the same check the service makes: nothing leaves that the policy refuses
+        policy,
+        party=config.source,
+        fields=[f.name for f in result.batch.fields],
+        attributes=result.batch.attribute_names,
     )
     submission = prepare_submission(
         result.batch, source=config.source, policy_hash=policy.policy_hash, node_key=node_key

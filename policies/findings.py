@@ -31,7 +31,7 @@ CODES: dict[str, str] = {
     "unsigned": "a party's DPO has not approved this version",
     "bad-signature": "an approval does not verify, or its key is no party's DPO key",
     "undeclared-item": "a rule names a data item the policy does not declare",
-    "unused-item": "a data item is declared but no permission uses it",
+    "unused-item": "a data item is declared as shared but no upload permission covers it",
     "undeclared-purpose": "a rule names a purpose the policy does not declare",
     "undeclared-assignee": "a rule's assignee is neither a party, a role nor 'any'",
     "special-category-without-condition": (

@@ -18,6 +18,7 @@ def _path(policy: Policy, rule: Rule) -> tuple[str, int]:
 
 
 def _names(findings: FindingList, policy: Policy) -> None:
+    """Names that point nowhere (with no purpose at all, no-purpose says it once)."""
     items = {i.id for i in policy.data_items}
     purposes = {p.id for p in policy.purposes}
     assignees = {p.id for p in policy.parties} | set(ROLES) | {ANY_ASSIGNEE}
@@ -40,7 +41,7 @@ def _names(findings: FindingList, policy: Policy) -> None:
                     f"rule {rule.id} groups by an attribute no data item releases",
                     "declare a generalised data item with that attribute",
                 )
-        if rule.purpose is not None and rule.purpose not in purposes:
+        if purposes and rule.purpose is not None and rule.purpose not in purposes:
             findings.add(
                 "undeclared-purpose",
                 (key, index, "purpose"),
@@ -57,16 +58,17 @@ def _names(findings: FindingList, policy: Policy) -> None:
 
 
 def _unused(findings: FindingList, policy: Policy) -> None:
-    permissions = policy.rules_of("permission")
+    """A shared item (encode or generalise) that no upload permission covers."""
+    uploads = [r for r in policy.rules_of("permission") if r.action == "upload"]
     for index, item in enumerate(policy.data_items):
         if item.transform == "drop":
             continue
-        if not any(r.data_items is None or item.id in r.data_items for r in permissions):
+        if not any(r.data_items is None or item.id in r.data_items for r in uploads):
             findings.add(
                 "unused-item",
                 ("data_items", index),
-                f"data item {item.id} is declared but no permission uses it",
-                "remove it, mark it transform: drop, or name it in a permission",
+                f"data item {item.id} is declared as shared but no upload permission covers it",
+                "remove it, mark it transform: drop, or name it in an upload permission",
             )
 
 

@@ -39,7 +39,7 @@ from linkage.quality import PairwiseQuality, pairwise_quality
 from linkage.server import RunningService, start_service
 from placelink.report import render_report
 from placelink.town import generate_town, write_town
-from policies.approvals import make_approval, verify_approvals
+from policies.approvals import PolicyTrust, make_approval, verify_approvals
 from policies.model import Policy, dump_policy, parse_policy
 
 EXAMPLE_POLICY = "examples/task-force.yaml"
@@ -176,6 +176,7 @@ def run_demo(out: Path, *, seed: int = 7, people: int = 3000, progress: bool = T
                 schema=schema,
                 secret=secret,
                 node_key=node_keys[agency],
+                trust=PolicyTrust(frozenset(trusted)),
                 today=today,
             )
             records[agency] = len(publication.result.batch)

@@ -115,7 +115,8 @@ def test_no_identifier_crosses_the_wire(setting: Setting) -> None:
                 out / "agencies" / f"{agency}.mapping.yaml", out / "state", tap.url,
             )  # fmt: skip
             publish(config, policy=setting.policy, schema=default_schema(), secret=secret,
-                    node_key=setting.keys[agency], today=dt.date.today())  # fmt: skip
+                    node_key=setting.keys[agency], trust=example_trust(),
+                    today=dt.date.today())  # fmt: skip
     finally:
         tap.stop()
     wanted = needles(identifier_values(town))

@@ -9,10 +9,13 @@ audit log (a later issue) can record it as is: see :class:`DecisionRecorder`.
 A rule covers a request when
 (1) the actions are equal;
 (2) the assignee is ``any``, the requesting party's id, or the requesting party's role;
-(3) where the rule lists data items, the request's data item is one of them (a request for a
-    data item is covered by a rule with no list, or ``all``);
+(3) where the rule lists data items, the request's data item is one of them (a rule with no
+    list, or ``all``, covers every item);
 (4) where the rule is constrained ``by`` attributes, the request's ``by`` is one of them;
-(5) where both name a purpose, they are equal.
+(5) where both name a purpose, they are equal (purposes are checked only when a request
+    states one).
+Unknown means deny: a request that leaves out a data item or ``by`` the rule restricts is
+*not* covered by such a permission, and *is* covered by such a prohibition.
 An upload of a data item the policy does not declare, or declares with ``transform: drop``,
 is denied before any rule is consulted.
 """
@@ -70,12 +73,18 @@ def covers(policy: Policy, rule: Rule, request: Request) -> bool:
         return False
     if rule.assignee not in (ANY_ASSIGNEE, request.party, _role(policy, request.party)):
         return False
-    items = rule.data_items
-    if items is not None and request.data_item is not None and request.data_item not in items:
+    prohibition = rule.kind == "prohibition"
+    if not _within(rule.data_items, request.data_item, unknown_covers=prohibition):
         return False
-    if rule.by is not None and request.by is not None and request.by not in rule.by:
+    if not _within(rule.by, request.by, unknown_covers=prohibition):
         return False
     return not (rule.purpose and request.purpose and rule.purpose != request.purpose)
+
+
+def _within(allowed: tuple[str, ...] | None, asked: str | None, *, unknown_covers: bool) -> bool:
+    if allowed is None:
+        return True
+    return unknown_covers if asked is None else asked in allowed
 
 
 def _undeclared_item(policy: Policy, request: Request) -> str | None:

@@ -38,6 +38,7 @@ TABLE = [
     ("task_force", "view_hotspots", None, "area", True, ("P4",)),
     ("recipient", "view_hotspots", None, "area", True, ("P4",)),  # by role
     ("task_force", "view_hotspots", None, "event_month", False, ()),
+    ("task_force", "view_hotspots", None, None, False, ()),  # P4 needs a `by` within its list
     ("police", "view_hotspots", None, "area", False, ()),
     ("school", "view_links", None, None, True, ("P5",)),
     ("task_force", "view_links", None, None, False, ()),
@@ -152,6 +153,16 @@ def test_decisions_are_deterministic_and_free_of_rule_order(
 def test_a_policy_without_permissions_allows_nothing(request: Request) -> None:
     policy = dataclasses.replace(EXAMPLE, rules=EXAMPLE.rules_of("prohibition"))
     assert not decide(policy, request).allowed
+
+
+def test_a_request_that_leaves_out_a_restricted_value_is_denied_either_way() -> None:
+    permission = Rule("P", "permission", "upload", "any", data_items=("sex",), by=("area",))
+    prohibition = dataclasses.replace(permission, id="X", kind="prohibition")
+    vague = Request("upload", "police")
+    assert not covers(EXAMPLE, permission, vague)
+    assert covers(EXAMPLE, prohibition, vague)
+    exact = Request("upload", "police", data_item="sex", by="area")
+    assert covers(EXAMPLE, permission, exact) and covers(EXAMPLE, prohibition, exact)
 
 
 def test_assignee_matches_party_id_role_or_any() -> None:

@@ -54,7 +54,7 @@ def period_words(period: str) -> str:
 
 def form_words(item: DataItem) -> str:
     if item.transform == "encode":
-        return "keyed encoding only (never in clear; the linkage service cannot read it)"
+        return "keyed encoding only (never in clear)"
     if item.transform == "generalise":
         level = GENERALISATION_WORDS.get(item.generalisation or "", item.generalisation)
         return f"generalised to {level}, sent as '{item.attribute}'"
@@ -137,9 +137,15 @@ def _why(policy: Policy) -> Section:
 
 def _what(policy: Policy) -> Section:
     rows = [
-        (i.id, CATEGORY_WORDS.get(i.category, i.category), form_words(i)) for i in policy.data_items
+        (i.id, CATEGORY_WORDS.get(i.category, i.category), form_words(i), i.description.strip())
+        for i in policy.data_items
     ]
-    return Section("What is shared, and in which form", [], ("data item", "category", "form"), rows)
+    header = ("data item", "category", "form", "note")
+    note = (
+        "A keyed encoding is a Bloom filter or token made with a secret only the agencies hold: "
+        "the linkage service can compare encodings, not read or reverse them."
+    )
+    return Section("What is shared, and in which form", [note], header, rows)
 
 
 def _rules(policy: Policy) -> Section:

@@ -201,6 +201,11 @@ def register(commands: Commands) -> None:
     explain.add_argument("--json", action="store_true", help="the decision as JSON")
     explain.add_argument("--today", help="as of this day (YYYY-MM-DD)")
     explain.set_defaults(handler=_explain)
+    _register_changes(verbs)
+
+
+def _register_changes(verbs: Commands) -> None:
+    """diff, sign, verify and test: the commands about versions and approvals."""
     diff = verbs.add_parser("diff", help="what a new version newly allows or forbids")
     diff.add_argument("old", help="the signed version in force")
     diff.add_argument("new", help="the proposed version")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 from pathlib import Path
 
 import pytest
@@ -223,3 +224,24 @@ def test_the_service_decides_and_records_queries(tmp_path: Path) -> None:
         ("view_links", True, ("P5",)),
     ]
     assert {d.policy_hash for d in log.decisions} == {load_policy(EXAMPLE_POLICY).policy_hash}
+
+
+def _dpo_guide_commands() -> list[str]:
+    text = (EXAMPLE_POLICY.parents[2] / "docs" / "dpo.md").read_text(encoding="utf-8")
+    block = text.split("```sh\n", 1)[1].split("```", 1)[0]
+    return [line.split("  #")[0].strip() for line in block.splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize("command", _dpo_guide_commands())
+def test_the_dpo_guide_examples_run(
+    command: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    root = EXAMPLE_POLICY.parents[2]
+    argv = shlex.split(command)
+    assert argv[0] == "placelink"
+    argv = [str(root / a) if a.startswith("policies/") else a for a in argv[1:]]
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 0, capsys.readouterr().err

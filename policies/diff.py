@@ -83,6 +83,21 @@ def _list_changes(name: str, old: Any, new: Any) -> list[str]:
     return sorted(lines)
 
 
+def _text_changes(old: Policy, new: Policy) -> list[str]:
+    changes = []
+    for key in ("policy_id", "version"):
+        if old.document.get(key) != new.document.get(key):
+            changes.append(f"{key}: {old.document.get(key)!r} -> {new.document.get(key)!r}")
+    for key in ("parties", "data_items", "permissions", "prohibitions"):
+        changes += _list_changes(key, old.document.get(key), new.document.get(key))
+    for key in _SECTIONS:
+        before, after = old.document.get(key), new.document.get(key)
+        if before != after:
+            scalar = not isinstance(before, dict | list) and not isinstance(after, dict | list)
+            changes.append(f"{key}: {before!s} -> {after!s}" if scalar else f"{key}: changed")
+    return changes
+
+
 def diff_policies(old: Policy, new: Policy) -> PolicyDiff:
     result = PolicyDiff(amendment=old.policy_hash != new.policy_hash)
     for request in _requests(old, new):
@@ -91,14 +106,7 @@ def diff_policies(old: Policy, new: Policy) -> PolicyDiff:
             result.newly_forbidden.append(f"{_request_words(request)} ({after.reason})")
         elif after.allowed and not before.allowed:
             result.newly_allowed.append(f"{_request_words(request)} (by {', '.join(after.rules)})")
-    for key in ("policy_id", "version"):
-        if old.document.get(key) != new.document.get(key):
-            result.changes.append(f"{key}: {old.document.get(key)!r} -> {new.document.get(key)!r}")
-    for key in ("parties", "data_items", "permissions", "prohibitions"):
-        result.changes += _list_changes(key, old.document.get(key), new.document.get(key))
-    for key in _SECTIONS:
-        if old.document.get(key) != new.document.get(key):
-            result.changes.append(f"{key}: changed")
+    result.changes = _text_changes(old, new)
     return result
 
 

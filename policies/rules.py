@@ -53,12 +53,16 @@ class DecisionRecorder(Protocol):
 
 @dataclass
 class MemoryDecisionLog:
-    """Keeps decisions in memory (the default until the audit log exists)."""
+    """Keeps the latest decisions in memory (the default until the audit log exists);
+    bounded, so that a long-running service does not grow without limit."""
 
+    limit: int = 10_000
     decisions: list[Decision] = field(default_factory=list)
 
     def record(self, decision: Decision) -> None:
         self.decisions.append(decision)
+        if len(self.decisions) > self.limit:
+            del self.decisions[: len(self.decisions) - self.limit]
 
 
 def _role(policy: Policy, party_id: str) -> str | None:

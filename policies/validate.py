@@ -7,6 +7,7 @@ structural finding.
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from policies.checks import FORMAT_FIX, Checker
@@ -80,6 +81,9 @@ def _scalars(check: Checker, document: dict[str, Any]) -> None:
     check.text(("summary",), document.get("summary"))
     check.date(("effective_from",), document.get("effective_from"))
     check.date(("expires_on",), document.get("expires_on"))
+    start, end = document.get("effective_from"), document.get("expires_on")
+    if isinstance(start, dt.date) and isinstance(end, dt.date) and end < start:
+        check.bad(("expires_on",), "is before effective_from", "swap or correct the two dates")
     schema = document.get("linkage_schema")
     if not isinstance(schema, str) or not SHA256_PATTERN.match(schema):
         check.bad(

@@ -591,6 +591,7 @@ def test_disclosure_control_may_be_tightened(
         ({"data_items": ["given_name"]}, "data_items[0]: must be a mapping"),
         ({"status": "Active"}, "status: is not one of the allowed values"),
         ({"linkage_schema": None}, "linkage_schema: is not a SHA-256"),
+        ({"expires_on": dt.date(2025, 12, 31)}, "expires_on: is before effective_from"),
     ],
 )
 def test_malformed_policy_parts_are_refused(changes: dict[str, Any], message: str) -> None:

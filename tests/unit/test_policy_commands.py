@@ -120,6 +120,15 @@ def test_diff_reports_what_is_newly_allowed_and_forbidden(
     assert "* permissions: removed P2" in out and "* version: '1.0' -> '1.1'" in out
 
 
+def test_diff_of_a_suspension_is_an_amendment_that_forbids_everything(tmp_path: Path) -> None:
+    suspended = tmp_path / "suspended.yaml"
+    text = EXAMPLE_POLICY.read_text(encoding="utf-8")
+    suspended.write_text(text.replace("status: active", "status: suspended"), encoding="utf-8")
+    result = diff_policies(load_policy(EXAMPLE_POLICY), load_policy(suspended))
+    assert result.amendment and "status: active -> suspended" in result.changes
+    assert result.newly_allowed == []  # the rules are the same; the loader refuses it whole
+
+
 def test_diff_of_the_same_text_is_no_amendment(tmp_path: Path) -> None:
     text = EXAMPLE_POLICY.read_text(encoding="utf-8")
     located_approvals = render_approvals(load_policy(EXAMPLE_POLICY).document["approvals"])

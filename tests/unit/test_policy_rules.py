@@ -253,3 +253,10 @@ def test_require_raises_with_the_deciding_rules_and_records_the_denial() -> None
         require(EXAMPLE, Request("view_records", "task_force"), recorder=log)
     (decision,) = log.decisions
     assert not decision.allowed and decision.rules == ("X1",)
+
+
+def test_the_default_decision_log_is_bounded() -> None:
+    log = MemoryDecisionLog(limit=3)
+    for party in ("police", "health", "school", "housing", "linkage"):
+        log.record(decide(EXAMPLE, Request("link", party)))
+    assert [d.request.party for d in log.decisions] == ["school", "housing", "linkage"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
@@ -125,9 +126,10 @@ class Policy:
     tests: tuple[GoldenTest, ...] = ()
     where: str = "policy"
 
-    @property
+    @cached_property
     def policy_hash(self) -> str:
-        """SHA-256 over the canonical JSON of the policy without its approvals."""
+        """SHA-256 over the canonical JSON of the policy without its approvals (computed once:
+        a Policy's document is not to be changed after loading)."""
         return policy_hash(self.document)
 
     def party(self, party_id: str) -> Party:

@@ -112,7 +112,7 @@ REQUESTS = st.builds(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(policy=policies(), request=REQUESTS)
 def test_a_covering_prohibition_always_wins(policy: Policy, request: Request) -> None:
     decision = decide(policy, request)
@@ -133,7 +133,7 @@ def test_a_covering_prohibition_always_wins(policy: Policy, request: Request) ->
     )
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=120, deadline=None)
 @given(policy=policies(), request=REQUESTS, data=st.data())
 def test_decisions_are_deterministic_and_free_of_rule_order(
     policy: Policy, request: Request, data: st.DataObject

@@ -55,7 +55,8 @@ def _out_of_date(findings: FindingList, policy: Policy, today: dt.date) -> None:
             f"expired on {policy.expires_on.isoformat()}",
             "publish a new version with new dates, and have every DPO sign it",
         )
-    review = (policy.document.get("review") or {}).get("next_review")
+    raw = (policy.document.get("review") or {}).get("next_review")
+    review = dt.date.fromisoformat(raw) if isinstance(raw, str) else raw
     if isinstance(review, dt.date) and review < today:
         findings.add(
             "review-overdue",

@@ -16,6 +16,7 @@ import yaml
 
 from keys.errors import PolicyError
 
+MAX_NODES = 100_000
 PathPart = str | int
 YamlPath = tuple[PathPart, ...]
 
@@ -42,8 +43,15 @@ class _Builder:
     def __init__(self, document: LocatedDocument) -> None:
         self.document = document
         self.constructor = yaml.SafeLoader("")
+        self.nodes = 0
 
     def build(self, node: yaml.Node, path: YamlPath, depth: int = 0) -> Any:
+        self.nodes += 1
+        if self.nodes > MAX_NODES:  # aliases can expand a small file enormously
+            raise PolicyError(
+                f"{self.document.where}: more than {MAX_NODES} values (aliases expanded)",
+                fix="write the policy without YAML anchors and aliases",
+            )
         if depth > 64:
             raise PolicyError(
                 f"{self.document.where}: line {node.start_mark.line + 1}: nested too deeply",

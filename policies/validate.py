@@ -105,6 +105,10 @@ def _review_and_dpia(check: Checker, document: dict[str, Any]) -> None:
             check.date(("dpia", "completed"), dpia["completed"])
 
 
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
 def _lists(check: Checker, document: dict[str, Any]) -> None:
     parties = document.get("parties")
     check.items(("parties",), parties, lambda p, v: _party(check, p, v), non_empty=True)
@@ -115,11 +119,13 @@ def _lists(check: Checker, document: dict[str, Any]) -> None:
     rule_ids = [
         (key, index, item.get("id"))
         for key in ("permissions", "prohibitions", "obligations")
-        for index, item in enumerate(document.get(key) or [])
+        for index, item in enumerate(_as_list(document.get(key)))
         if isinstance(item, dict)
     ]
-    seen: set[Any] = set()
+    seen: set[str] = set()
     for key, index, ident in rule_ids:
+        if not isinstance(ident, str):
+            continue  # reported as an invalid id
         if ident in seen:
             check.findings.add(
                 "duplicate-id",

@@ -28,7 +28,7 @@ def _generalisation(check: Checker, path: YamlPath, item: Any) -> None:
         return
     transform, name = item.get("transform"), item.get("generalisation")
     if transform == "generalise":
-        if name not in GENERALISATIONS:
+        if not isinstance(name, str) or name not in GENERALISATIONS:
             check.bad(
                 (*path, "generalisation"),
                 "is missing or unknown",

@@ -3,18 +3,23 @@ example is clean; findings carry file, line and fix; every problem is reported a
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from keys.errors import PolicyError
+from keys.errors import PlacelinkError, PolicyError
 from placelink.cli import main
 from policies.findings import CODES
-from policies.lint import lint_file
-from policies.located import parse_located
-from policies.model import load_policy
+from policies.lint import lint_file, lint_located
+from policies.located import LocatedDocument, parse_located
+from policies.model import load_policy, parse_policy
 from tests.policy_broken import BROKEN, EXAMPLES, TODAY, broken_text
 from tests.policy_keys import EXAMPLE_POLICY
 
@@ -110,3 +115,54 @@ def test_lint_command_exit_codes_and_json(capsys: pytest.CaptureFixture[str]) ->
     assert main(["policy", "lint", broken, "--json", "--today", TODAY.isoformat()]) == 1
     (finding,) = json.loads(capsys.readouterr().out)
     assert finding["code"] == "no-dpia" and finding["line"] > 1
+
+
+def _paths(value: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    found = [path]
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found += _paths(item, (*path, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found += _paths(item, (*path, index))
+    return found
+
+
+EXAMPLE_DOCUMENT = yaml.safe_load(EXAMPLE_POLICY.read_text(encoding="utf-8"))
+ODD_VALUES = st.sampled_from(
+    [None, "", "x", 0, -1, 3.5, True, [], {}, ["a"], {"a": 1}, [{"id": 1}],
+     dt.date(2020, 1, 1), "all", [None], {"id": None}]
+)  # fmt: skip
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    changes=st.lists(
+        st.tuples(st.sampled_from(_paths(EXAMPLE_DOCUMENT)[1:]), ODD_VALUES), min_size=1, max_size=3
+    )
+)
+def test_lint_and_load_never_crash_on_a_damaged_policy(changes: list[tuple[Any, Any]]) -> None:
+    document = copy.deepcopy(EXAMPLE_DOCUMENT)
+    for path, value in changes:
+        target = document
+        try:
+            for key in path[:-1]:
+                target = target[key]
+            target[path[-1]] = copy.deepcopy(value)
+        except (KeyError, IndexError, TypeError):
+            continue
+    findings = lint_located(LocatedDocument(document, "damaged.yaml"), today=TODAY)
+    assert all(f.code in CODES and f.fix for f in findings)
+    try:
+        parse_policy(document)
+    except PlacelinkError:
+        assert findings
+
+
+def test_alias_bombs_are_refused(tmp_path: Path) -> None:
+    levels = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    levels += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 8)]
+    path = tmp_path / "bomb.yaml"
+    path.write_text("\n".join(levels) + "\n", encoding="utf-8")
+    (finding,) = lint_file(path, today=TODAY)
+    assert finding.code == "yaml-syntax" and "aliases" in finding.message

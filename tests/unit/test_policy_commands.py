@@ -254,3 +254,18 @@ def test_the_dpo_guide_examples_run(
     argv = [str(root / a) if a.startswith("policies/") else a for a in argv[1:]]
     monkeypatch.chdir(tmp_path)
     assert main(argv) == 0, capsys.readouterr().err
+
+
+def test_a_link_run_needs_a_link_permission(tmp_path: Path) -> None:
+    import dataclasses
+
+    from gateway.schema import default_schema
+    from keys.errors import InputError, PolicyError
+
+    policy = load_policy(EXAMPLE_POLICY)
+    without_p2 = dataclasses.replace(policy, rules=tuple(r for r in policy.rules if r.id != "P2"))
+    for candidate, error in ((policy, InputError), (without_p2, PolicyError)):
+        service = LinkageService.create(f"sqlite:///{tmp_path / (candidate.version + str(error))}",
+                                        [candidate], [default_schema()])  # fmt: skip
+        with pytest.raises(error):  # with P2: no batches yet; without: refused by the rules
+            service.run_linkage("seabrook-task-force")

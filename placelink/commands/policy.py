@@ -112,10 +112,22 @@ def _passphrase(args: argparse.Namespace) -> str | None:
 def _sign(args: argparse.Namespace) -> int:
     from keys import load_signing_key
     from policies.approval_file import sign_policy_file
+    from policies.lint import lint_file
 
     key = load_signing_key(
         Path(args.key), passphrase=_passphrase(args), unencrypted_unsafe=args.unencrypted_unsafe
     )
+    findings = [
+        f
+        for f in lint_file(Path(args.file), today=dt.date.today())
+        if f.code not in ("unsigned", "bad-signature")
+    ]
+    if findings:
+        print(
+            f"warning: `placelink policy lint` reports {len(findings)} other finding(s) in "
+            f"{args.file}; read them before you sign",
+            file=sys.stderr,
+        )
     policy_hash = sign_policy_file(Path(args.file), key)
     print(f"signed {args.file} (policy hash {policy_hash}) with {key.fingerprint}")
     return 0
@@ -149,6 +161,12 @@ def _verify(args: argparse.Namespace) -> int:
             "--trust-file to pin the DPO keys you trust",
             file=sys.stderr,
         )
+    today = dt.date.today()
+    in_force = policy.status == "active" and policy.effective_from <= today <= policy.expires_on
+    print(
+        f"  status {policy.status}, {policy.effective_from} to {policy.expires_on}: "
+        f"{'in force' if in_force else 'NOT in force'} today"
+    )
     print("verified" if report.complete else "NOT verified")
     return 0 if report.complete else 1
 

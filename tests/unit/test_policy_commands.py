@@ -269,3 +269,13 @@ def test_a_link_run_needs_a_link_permission(tmp_path: Path) -> None:
                                         [candidate], [default_schema()])  # fmt: skip
         with pytest.raises(error):  # with P2: no batches yet; without: refused by the rules
             service.run_linkage("seabrook-task-force")
+
+
+GOLDEN = EXAMPLE_POLICY.parents[2] / "tests" / "golden" / "policy-explain-task-force.md"
+
+
+def test_explain_output_matches_the_golden_file(capsys: pytest.CaptureFixture[str]) -> None:
+    """A change of the DPO's summary must be deliberate: regenerate with
+    `placelink policy explain policies/examples/task-force.yaml --today 2026-11-01 > FILE`."""
+    assert main(["policy", "explain", str(EXAMPLE_POLICY), "--today", "2026-11-01"]) == 0
+    assert capsys.readouterr().out == GOLDEN.read_text(encoding="utf-8")

@@ -32,18 +32,18 @@ def _today(args: argparse.Namespace) -> dt.date:
 def _lint(args: argparse.Namespace) -> int:
     from policies.lint import lint_file
 
-    failed = False
+    everything = []
     for name in args.files:
         findings = lint_file(Path(name), today=_today(args))
-        failed = failed or bool(findings)
-        if args.json:
-            print(json.dumps([vars(f) for f in findings], indent=2))
-            continue
-        for finding in findings:
-            print(finding.format())
-        summary = f"{len(findings)} finding(s)" if findings else "ok, no findings"
-        print(f"{name}: {summary}", file=sys.stderr)
-    return 1 if failed else 0
+        everything += findings
+        if not args.json:
+            for finding in findings:
+                print(finding.format())
+            summary = f"{len(findings)} finding(s)" if findings else "ok, no findings"
+            print(f"{name}: {summary}", file=sys.stderr)
+    if args.json:
+        print(json.dumps([vars(f) for f in everything], indent=2))
+    return 1 if everything else 0
 
 
 def parse_request(pairs: list[str]) -> dict[str, str]:

@@ -115,6 +115,9 @@ def test_lint_command_exit_codes_and_json(capsys: pytest.CaptureFixture[str]) ->
     assert main(["policy", "lint", broken, "--json", "--today", TODAY.isoformat()]) == 1
     (finding,) = json.loads(capsys.readouterr().out)
     assert finding["code"] == "no-dpia" and finding["line"] > 1
+    two = [broken, str(BROKEN / "no-tests.yaml"), str(EXAMPLE_POLICY)]
+    assert main(["policy", "lint", *two, "--json", "--today", TODAY.isoformat()]) == 1
+    assert [f["code"] for f in json.loads(capsys.readouterr().out)] == ["no-dpia", "no-tests"]
 
 
 def _paths(value: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:

@@ -118,12 +118,12 @@ EXAMPLES: dict[str, tuple[str, Edit, bool]] = {
         True,
     ),
     "expired": (
-        "expired before TODAY",
+        "expires_on is before that day",
         _sub("expires_on: 2027-12-31", "expires_on: 2026-10-31"),
         True,
     ),
     "review-overdue": (
-        "review due before TODAY",
+        "review was due before that day",
         _sub("next_review: 2027-06-30", "next_review: 2026-09-30"),
         True,
     ),

@@ -14,6 +14,8 @@ from gateway.pipeline import EncodeResult, context_for_policy, encode_csv
 from gateway.pseudonyms import PseudonymMap
 from gateway.submit import prepare_submission, upload
 from keys import LinkageSecret, SigningKey
+from policies.approvals import PolicyTrust, check_approved
+from policies.decisions import check_upload
 from policies.linkage_schema import LinkageSchema
 from policies.model import Policy
 
@@ -43,10 +45,13 @@ def publish(
     schema: LinkageSchema,
     secret: LinkageSecret,
     node_key: SigningKey,
+    trust: PolicyTrust,
     epoch: int = 0,
     today: dt.date | None = None,
 ) -> Publication:
-    """Encode and upload the node's records; the pseudonym map is saved only after success."""
+    """Encode and upload the node's records; the pseudonym map is saved only after success.
+    Nothing is read or sent under a policy that the trusted DPOs have not all approved."""
+    check_approved(policy, trust=trust)
     day = today or dt.date.today()
     context = context_for_policy(policy, schema, epoch=epoch, today=day)
     ids_path = config.state_dir / f"{config.source}.ids"
@@ -58,6 +63,12 @@ def publish(
         pseudonyms=pseudonyms,
         mapping_path=config.mapping,
         today=day,
+    )
+    check_upload(  # the same check the service makes: nothing leaves that the policy refuses
+        policy,
+        party=config.source,
+        fields=[f.name for f in result.batch.fields],
+        attributes=result.batch.attribute_names,
     )
     submission = prepare_submission(
         result.batch, source=config.source, policy_hash=policy.policy_hash, node_key=node_key

@@ -3,6 +3,11 @@
 Errors are RFC 9457 problem details with a stable ``type``. The walking skeleton
 authenticates uploads by their signatures (see :mod:`linkage.intake`) and every other
 endpoint by a bearer token whose SHA-256 the operator configures; anything else is denied.
+
+Policies load only when trusted (:func:`policies.approvals.load_trusted_policy`): valid,
+active, in force, and approved by every required DPO whose key is in ``trusted_dpo_keys``.
+No trusted key configured means no policy loads and the app does not start (fail closed);
+``allow_unsigned_policies_unsafe`` skips the approval check, for tests only.
 """
 
 from __future__ import annotations
@@ -27,8 +32,8 @@ from keys.errors import (
 from linkage.hotspots import DEFAULT_MEASURES, Measure
 from linkage.intake import ReplayError, accept_batch
 from linkage.service import LinkageService
+from policies.approvals import PolicyTrust, load_trusted_policy
 from policies.linkage_schema import load_schema
-from policies.model import load_policy
 
 PROBLEM_BASE = "https://placelink.example/problems/"
 _STATUS: list[tuple[type[PlacelinkError], int, str]] = [
@@ -79,6 +84,7 @@ def post_batch() -> tuple[Response, int]:
         manifest_b64=request.headers.get("Placelink-Manifest"),
         signature_b64=request.headers.get("Placelink-Signature"),
         now=dt.datetime.now(dt.UTC),
+        recorder=service.decisions,
     )
     body = {
         "batch_id": result.batch_id,
@@ -148,13 +154,25 @@ def _handle(exc: PlacelinkError) -> Response:
 
 
 def create_app(
-    database_url: str, policy_paths: list[str], token_sha256: list[str], schema_paths: list[str]
+    database_url: str,
+    policy_paths: list[str],
+    token_sha256: list[str],
+    schema_paths: list[str],
+    *,
+    trusted_dpo_keys: list[str] | None = None,
+    allow_unsigned_policies_unsafe: bool = False,
+    today: dt.date | None = None,
 ) -> Flask:
     """The app factory: one service over a database, the policies it serves and the linkage
-    schemas they pin (uploads under a policy whose schema is not held here are refused)."""
-    policies = [load_policy(Path(p)) for p in policy_paths]
+    schemas they pin (uploads under a policy whose schema is not held here are refused).
+    Each policy must be approved by DPOs whose keys are in ``trusted_dpo_keys``."""
+    trust = PolicyTrust(frozenset(trusted_dpo_keys or ()), allow_unsigned_policies_unsafe)
+    day = today or dt.datetime.now(dt.UTC).date()
+    policies = [load_trusted_policy(Path(p), trust=trust, today=day) for p in policy_paths]
     schemas = [load_schema(Path(p)) for p in schema_paths]
     app = Flask("linkage")
+    if allow_unsigned_policies_unsafe:
+        app.logger.warning("allow_unsigned_policies_unsafe is set: DPO approvals are NOT checked")
     app.config["TOKEN_SHA256"] = list(token_sha256)
     app.extensions["placelink"] = LinkageService.create(database_url, policies, schemas)
     app.register_blueprint(api)
@@ -170,7 +188,9 @@ def app_from_environment() -> Flask:
     """Gunicorn entry point: ``gunicorn 'linkage.app:app_from_environment()'``.
 
     PLACELINK_DATABASE_URL, PLACELINK_POLICIES and PLACELINK_SCHEMAS (paths separated by ':'),
-    and PLACELINK_TOKEN_SHA256 (hex digests separated by ',').
+    PLACELINK_TOKEN_SHA256 (hex digests separated by ','), PLACELINK_TRUSTED_DPO_KEYS (DPO key
+    fingerprints separated by ','; missing or empty: no policy loads) and, for tests only,
+    PLACELINK_ALLOW_UNSIGNED_POLICIES_UNSAFE=1.
     """
     import os
 
@@ -178,9 +198,18 @@ def app_from_environment() -> Flask:
     paths = [p for p in os.environ.get("PLACELINK_POLICIES", "").split(":") if p]
     tokens = [t for t in os.environ.get("PLACELINK_TOKEN_SHA256", "").split(",") if t]
     schemas = [p for p in os.environ.get("PLACELINK_SCHEMAS", "").split(":") if p]
+    trusted = [k.strip() for k in os.environ.get("PLACELINK_TRUSTED_DPO_KEYS", "").split(",")]
+    unsafe = os.environ.get("PLACELINK_ALLOW_UNSIGNED_POLICIES_UNSAFE", "") == "1"
     if not paths:
         raise ConfigError(
             "PLACELINK_POLICIES names no policy file",
             fix="set PLACELINK_POLICIES=/path/policy.yaml",
         )
-    return create_app(url, paths, tokens, schemas)
+    return create_app(
+        url,
+        paths,
+        tokens,
+        schemas,
+        trusted_dpo_keys=[k for k in trusted if k],
+        allow_unsigned_policies_unsafe=unsafe,
+    )

@@ -9,7 +9,9 @@
 (7) the body parses; its schema hash, policy id and version, epoch and record count agree with
     the manifest, the schema is the one the policy pins and is held here, and every field is
     encoded as that schema declares (encoding and size)
-(8) every encoded field and attribute is one the policy names
+(8) every encoded field and attribute is a data item the policy names in that form, and the
+    policy lets this provider upload it (policies.decisions.check_upload: the same check the
+    gateway makes before sending; each decision is recorded with its deciding rule ids)
 (9) the batch is fresh (timestamp window) and not a replay (nonce and batch id unseen); the
     same batch sent twice is accepted once and then answered as already stored
 (10) stored in one transaction
@@ -30,14 +32,10 @@ from keys.errors import AccessError, InputError, KeyMaterialError, PolicyError
 from linkage.storage import Store
 from policies.canonical import canonical_json
 from policies.clks import EncodedBatch, load_clks
-from policies.decisions import (
-    check_in_force,
-    check_layout,
-    provider_for_key,
-    released_attributes,
-)
+from policies.decisions import check_in_force, check_layout, check_upload, provider_for_key
 from policies.linkage_schema import LinkageSchema
 from policies.model import Policy
+from policies.rules import DecisionRecorder
 
 CLKS_MEDIA_TYPE = "application/vnd.placelink.clks"
 MAX_BODY_BYTES = 512 * 1024 * 1024
@@ -124,7 +122,11 @@ def _check_policy(manifest: dict[str, Any], policy: Policy | None, now: dt.datet
 
 
 def _check_body(
-    manifest: dict[str, Any], body: bytes, policy: Policy, schemas: dict[str, LinkageSchema]
+    manifest: dict[str, Any],
+    body: bytes,
+    policy: Policy,
+    schemas: dict[str, LinkageSchema],
+    recorder: DecisionRecorder | None,
 ) -> EncodedBatch:
     """(6), (7) and (8)."""
     if hashlib.sha256(body).hexdigest() != manifest["body_sha256"]:
@@ -158,16 +160,13 @@ def _check_body(
             fix="give the service the schema file (PLACELINK_SCHEMAS) whose hash the policy pins",
         )
     check_layout(batch.fields, schema)
-    encodable = {item.field for item in policy.data_items if item.transform == "encode"}
-    releasable = {a.name for a in released_attributes(policy)}
-    if (
-        any(f.name not in encodable for f in batch.fields)
-        or not set(batch.attribute_names) <= releasable
-    ):
-        raise PolicyError(
-            "the batch carries a field or attribute the policy does not name",
-            fix="publish only what the policy's data_items allow",
-        )
+    check_upload(
+        policy,
+        party=str(manifest["source"]),
+        fields=[f.name for f in batch.fields],
+        attributes=batch.attribute_names,
+        recorder=recorder,
+    )
     return batch
 
 
@@ -204,6 +203,7 @@ def accept_batch(
     manifest_b64: str | None,
     signature_b64: str | None,
     now: dt.datetime,
+    recorder: DecisionRecorder | None = None,
 ) -> IntakeResult:
     """Run the checklist above; raise a placelink error at the first failed check."""
     if (content_type or "").split(";")[0].strip() != CLKS_MEDIA_TYPE:
@@ -216,7 +216,7 @@ def accept_batch(
     except ValueError:
         raise KeyMaterialError("signature verification failed", fix="use the gateway") from None
     policy = _check_policy(manifest, policies.get(str(manifest["policy_id"])), now)
-    batch = _check_body(manifest, body, policy, schemas)
+    batch = _check_body(manifest, body, policy, schemas, recorder)
     if _check_fresh(manifest, store, now):
         return IntakeResult(str(manifest["batch_id"]), len(batch), already_stored=True)
     store.store_batch(manifest, body, batch)

@@ -61,6 +61,7 @@ def start_service(
     schema_paths: list[Path],
     token_sha256: list[str],
     log_path: Path,
+    trusted_dpo_keys: list[str],
     host: str = "127.0.0.1",
     timeout: float = 30.0,
 ) -> RunningService:
@@ -76,7 +77,9 @@ def start_service(
         PLACELINK_POLICIES=":".join(str(p) for p in policy_paths),
         PLACELINK_SCHEMAS=":".join(str(p) for p in schema_paths),
         PLACELINK_TOKEN_SHA256=",".join(token_sha256),
+        PLACELINK_TRUSTED_DPO_KEYS=",".join(trusted_dpo_keys),
     )
+    env.pop("PLACELINK_ALLOW_UNSIGNED_POLICIES_UNSAFE", None)
     command = [
         sys.executable,
         "-m",

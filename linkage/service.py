@@ -1,9 +1,14 @@
 """The linkage service's domain operations, free of any web framework: link a policy's
-records into entities, and answer hot-spot queries under disclosure control."""
+records into entities, and answer hot-spot queries under disclosure control.
+
+The policies it is given must already be trusted (approved by trusted DPOs, in force): the
+app loads them with :func:`policies.approvals.load_trusted_policy`. Every request is decided
+by the policy's rules and the decision recorded (``decisions``: the audit log's seam).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from keys.errors import InputError, PolicyError
@@ -13,9 +18,10 @@ from linkage.engine import Engine, LocalEngine
 from linkage.hotspots import Measure, published_table
 from linkage.storage import Store
 from policies.canonical import jsonable
-from policies.decisions import released_attributes
+from policies.decisions import released_attributes, require
 from policies.linkage_schema import LinkageSchema
-from policies.model import Policy
+from policies.model import Policy, Request
+from policies.rules import DecisionRecorder, MemoryDecisionLog
 
 
 @dataclass
@@ -24,6 +30,7 @@ class LinkageService:
     policies: dict[str, Policy]
     schemas: dict[str, LinkageSchema]
     engine: Engine
+    decisions: DecisionRecorder = field(default_factory=MemoryDecisionLog)
 
     @classmethod
     def create(
@@ -57,7 +64,7 @@ class LinkageService:
 
     def run_linkage(self, policy_id: str, *, epoch: int = 0) -> dict[str, Any]:
         """Link every stored record of the policy and epoch; replace the entity memberships."""
-        self.policy(policy_id)
+        require(self.policy(policy_id), Request("link", "linkage_service"), recorder=self.decisions)
         stored = self.store.batches(policy_id, epoch)
         if not stored:
             raise InputError(
@@ -91,6 +98,7 @@ class LinkageService:
                 f"{source!r} is not a provider of policy {policy_id!r}",
                 fix="ask for the links of a providing party",
             )
+        require(policy, Request("view_links", source), recorder=self.decisions)
         return self.store.entity_links(policy_id, source)
 
     def hotspots(
@@ -104,6 +112,7 @@ class LinkageService:
                 f"policy {policy_id!r} releases no attribute {by!r} to group by",
                 fix=f"group by one of {', '.join(released) or 'nothing'}",
             )
+        require(policy, Request("view_hotspots", "recipient", by=by), recorder=self.decisions)
         month = next((a.name for a in released.values() if a.generalisation == "month"), "")
         records = self.store.entity_records(policy_id, by, month)
         return published_table(records, measures, policy.disclosure)

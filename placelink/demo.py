@@ -1,8 +1,10 @@
 """``placelink demo``: a synthetic town's agencies to linked, disclosure-controlled hot-spots.
 
 Steps: generate the town and write each agency's CSV and column mapping; make a linkage secret,
-node keys and an analyst token; enrol the node keys in the example task-force policy; start the
-real linkage service (gunicorn, SQLite under DIR) on a loopback port; run one gateway per agency,
+node keys and an analyst token; enrol the node keys in the example task-force policy; make one
+signing key per DPO, name them in the policy and have each DPO sign it; start the real linkage
+service (gunicorn, SQLite under DIR) on a loopback port, trusting exactly those DPO keys (it
+verifies the approvals before it loads the policy); run one gateway per agency,
 which encodes under the policy and uploads over HTTP; link; query hot-spots; resolve each
 agency's links locally to score linkage against the synthetic truth; write hotspots.csv and
 report.html.
@@ -37,7 +39,8 @@ from linkage.quality import PairwiseQuality, pairwise_quality
 from linkage.server import RunningService, start_service
 from placelink.report import render_report
 from placelink.town import generate_town, write_town
-from policies.model import dump_policy, parse_policy
+from policies.approvals import PolicyTrust, make_approval, verify_approvals
+from policies.model import Policy, dump_policy, parse_policy
 
 EXAMPLE_POLICY = "examples/task-force.yaml"
 
@@ -52,6 +55,7 @@ class DemoResult:
     seconds: float
     bytes_sent: int
     files: dict[str, Path] = field(default_factory=dict)
+    policy_line: str = ""
 
 
 def _enrolled_policy(
@@ -65,11 +69,32 @@ def _enrolled_policy(
         if party["id"] in node_keys:
             party["node_key"] = node_keys[party["id"]].fingerprint
     document["parties"] = [
-        p for p in document["parties"] if p["role"] != "provider" or p["node_key"]
+        p for p in document["parties"] if p["role"] != "provider" or p["id"] in node_keys
     ]
     if not document["effective_from"] <= today <= document["expires_on"]:
         document["effective_from"], document["expires_on"] = today, today + dt.timedelta(days=365)
     return document
+
+
+def _dpo_signed(document: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """Each DPO (one per contact address) gets a fresh key, is named in the policy and signs
+    it. Returns the signed document and the DPO key fingerprints to trust."""
+    dpo_keys = {party["dpo"]: SigningKey.generate() for party in document["parties"]}
+    for party in document["parties"]:
+        party["dpo_key"] = dpo_keys[party["dpo"]].fingerprint
+    document["approvals"] = []
+    unsigned = parse_policy(document)
+    document["approvals"] = [make_approval(unsigned, key) for key in dpo_keys.values()]
+    return document, [key.fingerprint for key in dpo_keys.values()]
+
+
+def _policy_line(policy: Policy) -> str:
+    report = verify_approvals(policy)
+    return (
+        f"policy {policy.policy_id} v{policy.version} (sha256 {policy.policy_hash[:12]}...) "
+        f"approved by {len({a.key for a in policy.approvals})} DPOs for "
+        f"{len(report.approved)} parties; the linkage service verified it before loading"
+    )
 
 
 def _post(
@@ -123,7 +148,7 @@ def run_demo(out: Path, *, seed: int = 7, people: int = 3000, progress: bool = T
     write_secret(secret, dirs["keys"] / "linkage.secret")
     node_keys = {agency: SigningKey.generate() for agency in csvs}
     token = secrets.token_urlsafe(32)
-    document = _enrolled_policy(node_keys, schema.sha256, today)
+    document, trusted = _dpo_signed(_enrolled_policy(node_keys, schema.sha256, today))
     policy_path = out / "policy.yaml"
     dump_policy(document, policy_path)
     policy = parse_policy(document, where=str(policy_path))
@@ -133,6 +158,7 @@ def run_demo(out: Path, *, seed: int = 7, people: int = 3000, progress: bool = T
         schema_paths=[default_schema_path()],
         token_sha256=[hashlib.sha256(token.encode()).hexdigest()],
         log_path=out / "service.log",
+        trusted_dpo_keys=trusted,
     )
     try:
         records, sent = {}, 0
@@ -150,6 +176,7 @@ def run_demo(out: Path, *, seed: int = 7, people: int = 3000, progress: bool = T
                 schema=schema,
                 secret=secret,
                 node_key=node_keys[agency],
+                trust=PolicyTrust(frozenset(trusted)),
                 today=today,
             )
             records[agency] = len(publication.result.batch)
@@ -169,6 +196,7 @@ def run_demo(out: Path, *, seed: int = 7, people: int = 3000, progress: bool = T
         encoding="utf-8",
     )
     result.files = {"hotspots": out / "hotspots.csv", "report": out / "report.html"}
+    result.policy_line = _policy_line(policy)
     return result
 
 
@@ -205,6 +233,7 @@ def format_summary(result: DemoResult) -> str:
     lines = [
         f"placelink demo: {result.out_dir}",
         "records per agency: " + ", ".join(f"{a} {n}" for a, n in result.records.items()),
+        result.policy_line,
         f"linked {link['records']} records into {link['entities']} entities, "
         f"{link['multi_agency_entities']} of them known to 2+ agencies "
         f"({link['candidate_pairs']} candidate pairs, "

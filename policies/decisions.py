@@ -1,6 +1,10 @@
 """Enforcement decisions both sides take from a policy.
 
-Fail closed: anything the policy does not name is refused.
+Fail closed: anything the policy does not name is refused. The gateway and the linkage
+service call the same functions (:func:`check_upload` for a batch, :func:`require` for any
+other request), so the two sides can never disagree on what a policy allows. Each returns or
+records :class:`~policies.rules.Decision` objects naming the policy id, its version hash and
+the deciding rule ids.
 """
 
 from __future__ import annotations
@@ -12,7 +16,8 @@ from dataclasses import dataclass
 from keys.errors import AccessError, PolicyError
 from policies.clks import FieldLayout
 from policies.linkage_schema import FieldSpec, LinkageSchema
-from policies.model import DataItem, Party, Policy
+from policies.model import DataItem, Party, Policy, Request
+from policies.rules import Decision, DecisionRecorder, decide
 
 
 @dataclass(frozen=True)
@@ -91,3 +96,55 @@ def provider_for_key(policy: Policy, node_key: str) -> Party:
             fix="enrol the node's key fingerprint as a provider party in the policy",
         )
     return party
+
+
+def require(
+    policy: Policy, request: Request, *, recorder: DecisionRecorder | None = None
+) -> Decision:
+    """Decide ``request``, record the decision, and raise when it is denied."""
+    decision = decide(policy, request)
+    if recorder is not None:
+        recorder.record(decision)
+    if not decision.allowed:
+        what = f" for data item {request.data_item!r}" if request.data_item else ""
+        by = f" by {request.by!r}" if request.by else ""
+        rules = f" (rules: {', '.join(decision.rules)})" if decision.rules else ""
+        raise PolicyError(
+            f"policy {policy.policy_id!r} does not allow {request.party!r} to "
+            f"{request.action}{what}{by}: {decision.reason}{rules}",
+            fix="ask the parties' DPOs for an amended, signed policy, or stay within this one",
+        )
+    return decision
+
+
+def _item_for(policy: Policy, name: str, transform: str) -> str | None:
+    for item in _items(policy, transform):
+        if (item.field if transform == "encode" else item.attribute) == name:
+            return item.id
+    return None
+
+
+def check_upload(
+    policy: Policy,
+    *,
+    party: str,
+    fields: Sequence[str],
+    attributes: Sequence[str],
+    recorder: DecisionRecorder | None = None,
+) -> tuple[Decision, ...]:
+    """Both sides' check of a batch: every encoded field and every attribute is a data item
+    the policy declares in that form, and the party may upload it. Refuses at the first one
+    that is not; every decision taken is recorded."""
+    decisions = []
+    named = [(f, "encode", "encoded field") for f in fields]
+    named += [(a, "generalise", "attribute") for a in attributes]
+    for name, transform, noun in named:
+        item = _item_for(policy, name, transform)
+        if item is None:
+            raise PolicyError(
+                f"policy {policy.policy_id!r} names no data item for the {noun} {name!r}",
+                fix="send only what the policy's data_items allow, in the declared form",
+            )
+        request = Request("upload", party, data_item=item)
+        decisions.append(require(policy, request, recorder=recorder))
+    return tuple(decisions)

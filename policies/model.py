@@ -1,14 +1,16 @@
-"""The sharing-policy model: load a policy YAML into typed parts, and hash it.
+"""The sharing-policy model: a policy YAML as typed, validated parts, and its hash.
 
-This is the part of the model the walking skeleton enforces (parties, data items, the pinned
-linkage schema, status and dates, disclosure control). Lint, explain, diff and signatures build
-on the same model.
+Loading validates the whole document first and reports every structural problem at once, each
+with its line and fix (:mod:`policies.validate`); the typed :class:`Policy` is built only from a
+document with none. Whether a policy is *trusted* (approved by the right DPOs, in force) is a
+separate step, :func:`policies.approvals.load_trusted_policy`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
@@ -16,34 +18,15 @@ import yaml
 
 from keys.errors import PolicyError
 from policies.canonical import canonical_sha256
+from policies.findings import FindingList, raise_findings
+from policies.located import LocatedDocument, load_located
+from policies.validate import validate_structure
+from policies.validate_rules import HOUSE_MIN_CELL, HOUSE_ROUNDING
+from policies.vocabulary import TOP_LEVEL_KEYS
 
-TOP_LEVEL_KEYS = (
-    "policy_id",
-    "version",
-    "status",
-    "title",
-    "summary",
-    "effective_from",
-    "expires_on",
-    "review",
-    "parties",
-    "purpose",
-    "lawful_basis",
-    "dpia",
-    "linkage_schema",
-    "data_items",
-    "permissions",
-    "prohibitions",
-    "obligations",
-    "disclosure_control",
-    "retention",
-    "security",
-    "approvals",
-    "tests",
-)
-HOUSE_MIN_CELL = 8
-HOUSE_ROUNDING = 5
+__all__ = ["HOUSE_MIN_CELL", "HOUSE_ROUNDING", "TOP_LEVEL_KEYS"]
 Transform = Literal["encode", "generalise", "drop"]
+RuleKind = Literal["permission", "prohibition", "obligation"]
 
 
 @dataclass(frozen=True)
@@ -53,6 +36,7 @@ class Party:
     organisation: str
     node_key: str | None
     dpo: str
+    dpo_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -63,12 +47,63 @@ class DataItem:
     transform: Transform
     generalisation: str | None = None
     attribute: str | None = None
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Purpose:
+    id: str
+    description: str
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A permission, prohibition or obligation. ``data_items`` None means every item;
+    ``by`` None means any released attribute may group a query."""
+
+    id: str
+    kind: RuleKind
+    action: str
+    assignee: str
+    purpose: str | None = None
+    data_items: tuple[str, ...] | None = None
+    by: tuple[str, ...] | None = None
+    description: str = ""
 
 
 @dataclass(frozen=True)
 class DisclosureControl:
     min_cell: int = HOUSE_MIN_CELL
     rounding: int = HOUSE_ROUNDING
+    epsilon_per_query: float | None = None
+    epsilon_total: float | None = None
+
+
+@dataclass(frozen=True)
+class Approval:
+    key: str
+    public_key: bytes
+    signature: bytes
+    dpo: str = ""
+
+
+@dataclass(frozen=True)
+class Request:
+    """Something a party asks to do: upload a data item, view hot-spots by an attribute..."""
+
+    action: str
+    party: str
+    data_item: str | None = None
+    by: str | None = None
+    purpose: str | None = None
+
+
+@dataclass(frozen=True)
+class GoldenTest:
+    name: str
+    request: Request
+    expect: Literal["allow", "deny"]
+    rules: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -78,15 +113,23 @@ class Policy:
     status: str
     effective_from: dt.date
     expires_on: dt.date
-    linkage_schema: str | None
+    linkage_schema: str
     parties: tuple[Party, ...]
     data_items: tuple[DataItem, ...]
     disclosure: DisclosureControl
     document: dict[str, Any]
+    title: str = ""
+    summary: str = ""
+    purposes: tuple[Purpose, ...] = ()
+    rules: tuple[Rule, ...] = ()
+    approvals: tuple[Approval, ...] = ()
+    tests: tuple[GoldenTest, ...] = ()
+    where: str = "policy"
 
-    @property
+    @cached_property
     def policy_hash(self) -> str:
-        """SHA-256 over the canonical JSON of the policy without its approvals."""
+        """SHA-256 over the canonical JSON of the policy without its approvals (computed once:
+        a Policy's document is not to be changed after loading)."""
         return policy_hash(self.document)
 
     def party(self, party_id: str) -> Party:
@@ -101,123 +144,129 @@ class Policy:
     def party_by_key(self, node_key: str) -> Party | None:
         return next((p for p in self.parties if p.node_key and p.node_key == node_key), None)
 
+    def item(self, item_id: str) -> DataItem | None:
+        return next((i for i in self.data_items if i.id == item_id), None)
+
+    def rules_of(self, kind: RuleKind) -> tuple[Rule, ...]:
+        return tuple(rule for rule in self.rules if rule.kind == kind)
+
 
 def policy_hash(document: dict[str, Any]) -> str:
     return canonical_sha256({k: v for k, v in document.items() if k != "approvals"})
 
 
-def _require(document: dict[str, Any], where: str) -> None:
-    missing = [key for key in TOP_LEVEL_KEYS if key not in document]
-    unknown = [key for key in document if key not in TOP_LEVEL_KEYS]
-    problems = [f"missing top-level key {k!r}" for k in missing]
-    problems += [f"unknown top-level key {k!r}" for k in unknown]
-    if problems:
-        raise PolicyError(
-            f"{where}: " + "; ".join(problems),
-            fix="a policy has exactly the top-level keys listed in docs/formats.md",
-        )
-
-
-def _date(value: Any, key: str, where: str) -> dt.date:
+def _date(value: Any) -> dt.date:
     if isinstance(value, dt.datetime):
         return value.date()
-    if isinstance(value, dt.date):
-        return value
-    try:
-        return dt.date.fromisoformat(str(value))
-    except ValueError:
-        raise PolicyError(f"{where}: {key} is not a date", fix="write it as YYYY-MM-DD") from None
+    return value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value))
 
 
-def _parties(raw: Any, where: str) -> tuple[Party, ...]:
-    try:
-        return tuple(
-            Party(
-                str(p["id"]),
-                str(p["role"]),
-                str(p.get("organisation", "")),
-                p.get("node_key"),
-                str(p.get("dpo", "")),
-            )
-            for p in raw
-        )
-    except (KeyError, TypeError):
-        raise PolicyError(
-            f"{where}: a party lacks id or role", fix="give each party both"
-        ) from None
-
-
-def _data_items(raw: Any, where: str) -> tuple[DataItem, ...]:
-    items = []
-    for index, item in enumerate(raw or []):
-        if not isinstance(item, dict) or item.get("transform") not in (
-            "encode",
-            "generalise",
-            "drop",
-        ):
-            raise PolicyError(
-                f"{where}: data_items[{index}] has no valid transform",
-                fix="set transform to encode, generalise or drop",
-            )
-        items.append(
-            DataItem(
-                id=str(item.get("id", item.get("field"))),
-                field=str(item.get("field")),
-                category=str(item.get("category", "personal")),
-                transform=item["transform"],
-                generalisation=item.get("generalisation"),
-                attribute=item.get("attribute"),
-            )
-        )
-    return tuple(items)
-
-
-def _disclosure(raw: Any, where: str) -> DisclosureControl:
-    raw = raw or {}
-    try:
-        control = DisclosureControl(
-            min_cell=int(raw.get("min_cell", HOUSE_MIN_CELL)),
-            rounding=int(raw.get("rounding", HOUSE_ROUNDING)),
-        )
-    except (AttributeError, TypeError, ValueError):
-        raise PolicyError(
-            f"{where}: disclosure_control must map min_cell and rounding to whole numbers",
-            fix="write e.g. `disclosure_control: {min_cell: 8, rounding: 5}`",
-        ) from None
-    if control.min_cell < HOUSE_MIN_CELL or control.rounding < HOUSE_ROUNDING:
-        raise PolicyError(
-            f"{where}: disclosure_control is looser than the house default",
-            fix=f"use min_cell >= {HOUSE_MIN_CELL} and rounding >= {HOUSE_ROUNDING}",
-        )
-    return control
-
-
-def parse_policy(document: Any, *, where: str = "policy") -> Policy:
-    """Validate a parsed policy document into a :class:`Policy`."""
-    if not isinstance(document, dict):
-        raise PolicyError(f"{where}: not a YAML mapping", fix="see policies/examples/")
-    _require(document, where)
-    return Policy(
-        policy_id=str(document["policy_id"]),
-        version=str(document["version"]),
-        status=str(document["status"]),
-        effective_from=_date(document["effective_from"], "effective_from", where),
-        expires_on=_date(document["expires_on"], "expires_on", where),
-        linkage_schema=document.get("linkage_schema"),
-        parties=_parties(document["parties"], where),
-        data_items=_data_items(document["data_items"], where),
-        disclosure=_disclosure(document["disclosure_control"], where),
-        document=document,
+def _rule(raw: dict[str, Any], kind: RuleKind) -> Rule:
+    items = raw.get("data_items")
+    by = (raw.get("constraints") or {}).get("by")
+    return Rule(
+        id=raw["id"],
+        kind=kind,
+        action=raw["action"],
+        assignee=raw["assignee"],
+        purpose=raw.get("purpose"),
+        data_items=None if items in (None, "all") else tuple(items),
+        by=None if by is None else tuple(by),
+        description=str(raw.get("description", "")),
     )
 
 
+def _rules(document: dict[str, Any]) -> tuple[Rule, ...]:
+    kinds: tuple[tuple[str, RuleKind], ...] = (
+        ("permissions", "permission"),
+        ("prohibitions", "prohibition"),
+        ("obligations", "obligation"),
+    )
+    return tuple(_rule(raw, kind) for key, kind in kinds for raw in document.get(key) or [])
+
+
+def _party(raw: dict[str, Any]) -> Party:
+    return Party(
+        raw["id"],
+        raw["role"],
+        str(raw.get("organisation") or ""),
+        raw.get("node_key"),
+        str(raw.get("dpo") or ""),
+        raw.get("dpo_key"),
+    )
+
+
+def _item(raw: dict[str, Any]) -> DataItem:
+    return DataItem(
+        raw["id"],
+        raw["field"],
+        raw["category"],
+        raw["transform"],
+        raw.get("generalisation"),
+        raw.get("attribute"),
+        str(raw.get("description", "")),
+    )
+
+
+def _golden(index: int, raw: dict[str, Any]) -> GoldenTest:
+    request = Request(**{str(k): v for k, v in raw["request"].items()})
+    name = str(raw.get("name") or f"tests[{index}]")
+    return GoldenTest(name, request, raw["expect"], tuple(raw.get("rules", [])))
+
+
+def _approval(raw: dict[str, Any]) -> Approval:
+    public, signature = bytes.fromhex(raw["public_key"]), bytes.fromhex(raw["signature"])
+    return Approval(raw["key"], public, signature, str(raw.get("dpo", "")))
+
+
+def _disclosure(raw: dict[str, Any] | None) -> DisclosureControl:
+    raw = raw or {}
+    return DisclosureControl(
+        raw.get("min_cell", HOUSE_MIN_CELL),
+        raw.get("rounding", HOUSE_ROUNDING),
+        raw.get("epsilon_per_query"),
+        raw.get("epsilon_total"),
+    )
+
+
+def _build(document: dict[str, Any], where: str) -> Policy:
+    return Policy(
+        policy_id=document["policy_id"],
+        version=document["version"],
+        status=document["status"],
+        effective_from=_date(document["effective_from"]),
+        expires_on=_date(document["expires_on"]),
+        linkage_schema=document["linkage_schema"],
+        parties=tuple(_party(p) for p in document["parties"] or []),
+        data_items=tuple(_item(i) for i in document["data_items"] or []),
+        disclosure=_disclosure(document["disclosure_control"]),
+        document=document,
+        title=document["title"],
+        summary=document["summary"],
+        purposes=tuple(Purpose(p["id"], p["description"]) for p in document["purpose"] or []),
+        rules=_rules(document),
+        approvals=tuple(_approval(a) for a in document["approvals"] or []),
+        tests=tuple(_golden(i, t) for i, t in enumerate(document["tests"] or [])),
+        where=where,
+    )
+
+
+def policy_from_located(located: LocatedDocument) -> Policy:
+    """Validate a located document and build the typed policy; every problem in one error."""
+    findings = FindingList(located)
+    validate_structure(findings)
+    raise_findings(findings.sorted(), located.where)
+    return _build(located.value, located.where)
+
+
+def parse_policy(document: Any, *, where: str = "policy") -> Policy:
+    """Validate an already-parsed document (no line numbers: findings say line 1)."""
+    return policy_from_located(LocatedDocument(value=document, where=where))
+
+
 def load_policy(path: Path) -> Policy:
-    """Read and validate a policy YAML file."""
-    try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise PolicyError(f"cannot read policy {path}: {exc}", fix="check path and YAML") from None
-    return parse_policy(document, where=str(path))
+    """Read and validate a policy YAML file (structure only; see load_trusted_policy)."""
+    return policy_from_located(load_located(path))
 
 
 def dump_policy(policy_document: dict[str, Any], path: Path) -> None:

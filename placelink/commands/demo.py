@@ -20,6 +20,7 @@ def _demo(args: argparse.Namespace) -> int:
             "f1": result.quality.f1,
             "seconds": result.seconds,
             "hotspots": result.hotspots,
+            "policy": result.policy_line,
         }
         print(json.dumps(summary, indent=2))
     else:

@@ -19,7 +19,8 @@ import pytest
 from linkage.disclosure import publish_count
 from linkage.hotspots import DEFAULT_MEASURES, raw_table
 from linkage.storage import Store
-from policies.model import DisclosureControl
+from policies.approvals import PolicyTrust, check_approved
+from policies.model import DisclosureControl, load_policy
 
 F1_FLOOR = 0.98
 MEASURES = [m.name for m in DEFAULT_MEASURES]
@@ -68,6 +69,16 @@ def test_published_cells_follow_the_disclosure_rule(demo: tuple[Path, dict[str, 
             else:
                 assert int(row[measure]) % 5 == 0 and int(row[measure]) != 5
     assert suppressed > 0, "a small town should have small cells to suppress"
+
+
+def test_the_policy_was_dpo_signed_and_verified_by_the_service(
+    demo: tuple[Path, dict[str, Any]],
+) -> None:
+    out, summary = demo
+    assert "approved by 5 DPOs for 6 parties" in summary["policy"]
+    policy = load_policy(out / "policy.yaml")
+    trusted = frozenset(p.dpo_key for p in policy.parties if p.dpo_key)
+    check_approved(policy, trust=PolicyTrust(trusted))
 
 
 def test_linkage_quality_floor(demo: tuple[Path, dict[str, Any]]) -> None:

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 import requests
-import yaml
 
 from gateway.node import NodeConfig, publish
 from gateway.schema import default_schema, default_schema_path
@@ -27,6 +26,7 @@ from linkage.server import RunningService, start_service
 from placelink.town import Town, generate_town, write_town
 from policies.model import Policy, dump_policy, parse_policy
 from tests.e2e.wiretap import Wiretap
+from tests.policy_keys import enrolled_document, example_trust
 
 ROOT = Path(__file__).resolve().parents[2]
 MIN_CLEAR_LENGTH = 6  # shorter strings turn up by chance in kilobytes of random filter bytes
@@ -90,14 +90,13 @@ def setting(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setting]:
     town = generate_town(seed=11, people=400)
     write_town(town, out)
     keys = {agency: SigningKey.generate() for agency in town.agency_rows}
-    document = yaml.safe_load((ROOT / "policies/examples/task-force.yaml").read_text())
-    for party in document["parties"]:
-        party["node_key"] = keys[party["id"]].fingerprint if party["id"] in keys else None
+    document = enrolled_document(keys, today=dt.date.today())  # signed by every DPO
     dump_policy(document, out / "policy.yaml")
     service = start_service(
         database_url=f"sqlite:///{out / 'db.sqlite'}", policy_paths=[out / "policy.yaml"],
         schema_paths=[default_schema_path()],
         token_sha256=[], log_path=out / "service.log",
+        trusted_dpo_keys=sorted(example_trust().trusted_dpo_keys),
     )  # fmt: skip
     try:
         yield Setting(town, out, service, keys, parse_policy(document))
@@ -116,7 +115,8 @@ def test_no_identifier_crosses_the_wire(setting: Setting) -> None:
                 out / "agencies" / f"{agency}.mapping.yaml", out / "state", tap.url,
             )  # fmt: skip
             publish(config, policy=setting.policy, schema=default_schema(), secret=secret,
-                    node_key=setting.keys[agency], today=dt.date.today())  # fmt: skip
+                    node_key=setting.keys[agency], trust=example_trust(),
+                    today=dt.date.today())  # fmt: skip
     finally:
         tap.stop()
     wanted = needles(identifier_values(town))

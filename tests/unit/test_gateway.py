@@ -3,6 +3,7 @@ the offline encode pipeline and policy enforcement on what leaves."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import hmac
@@ -32,6 +33,7 @@ from keys import KeyPurpose, LinkageSecret, derive_key, new_secret
 from keys.errors import ConfigError, InputError, PolicyError
 from placelink.town import Town, generate_town, write_canonical_csv, write_town
 from policies.clks import PSEUDONYM_BYTES, dump_clks, load_clks
+from policies.decisions import ReleasedAttribute
 from policies.linkage_schema import FieldSpec
 from policies.model import Policy, parse_policy
 
@@ -739,19 +741,27 @@ def test_context_for_policy_refuses_an_inactive_expired_or_mismatched_policy() -
 def test_an_unknown_generalisation_is_refused(town: Town) -> None:
     document = yaml.safe_load(EXAMPLE_POLICY.read_text(encoding="utf-8"))
     document["data_items"] = [
-        {"field": "given_name", "transform": "encode"},
+        {"id": "given_name", "field": "given_name", "category": "personal", "transform": "encode"},
         {
+            "id": "where",
             "field": "postcode",
+            "category": "personal",
             "transform": "generalise",
             "generalisation": "full_postcode",
             "attribute": "where",
         },
     ]
-    context = context_for_policy(parse_policy(document), default_schema(), epoch=0, today=IN_FORCE)
+    with pytest.raises(PolicyError, match=r"data_items\[1\]\.generalisation"):
+        parse_policy(document)  # the policy cannot even declare it
+    # and should a context ever carry one, the gateway's generaliser refuses it too
+    context = context_for_policy(_example_policy(), default_schema(), epoch=0, today=IN_FORCE)
+    bad = dataclasses.replace(
+        context, attributes=(ReleasedAttribute("where", "postcode", "full_postcode"),)
+    )
     with pytest.raises(PolicyError, match="unknown generalisation"):
         encode_records(
             _normalised(town, "police"),
             secret=new_secret(),
-            context=context,
+            context=bad,
             pseudonyms=PseudonymMap(),
         )

@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-import yaml
 from sqlalchemy import func, select
 
 import policies
@@ -43,23 +42,16 @@ from linkage.intake import CLKS_MEDIA_TYPE, IntakeResult, ReplayError, accept_ba
 from linkage.service import LinkageService
 from linkage.storage import BatchRow, MembershipRow, RecordRow, Store
 from placelink.town import AGENCIES, generate_town, write_canonical_csv
+from policies.approvals import check_approved
 from policies.canonical import canonical_json
 from policies.clks import EncodedBatch, FieldLayout
 from policies.model import Policy, parse_policy
+from tests.policy_keys import enrolled_document, example_dpo_keys, example_trust, sign_document
 
 NOW = dt.datetime(2026, 6, 1, 12, 0, tzinfo=dt.UTC)
 LATER = dt.datetime(2028, 3, 1, 12, 0, tzinfo=dt.UTC)  # after the example policy expires
 HOUSING = "housing"  # the agency whose fresh batches the bad-upload table tampers with
 EXAMPLE_POLICY = Path(policies.__file__).parent / "examples" / "task-force.yaml"
-
-
-def enrolled_document(node_keys: dict[str, SigningKey]) -> dict[str, Any]:
-    """The example policy with each provider's node key fingerprint filled in."""
-    document: dict[str, Any] = yaml.safe_load(EXAMPLE_POLICY.read_text(encoding="utf-8"))
-    for party in document["parties"]:
-        if party["id"] in node_keys:
-            party["node_key"] = node_keys[party["id"]].fingerprint
-    return document
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,9 +70,11 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     keys = {agency: SigningKey.generate() for agency in AGENCIES}
     document = enrolled_document(keys)
     policy = parse_policy(document)
+    check_approved(policy, trust=example_trust())  # signed by every required DPO
     assert policy.linkage_schema == default_schema().sha256
     later = copy.deepcopy(document)
     later["version"] = "1.1"
+    later = sign_document(later, example_dpo_keys().values())
     context = context_for_policy(policy, default_schema(), epoch=0, today=NOW.date())
     town = generate_town(seed=5, people=300, areas=2)
     secret, batches = new_secret(), {}

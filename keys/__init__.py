@@ -14,7 +14,13 @@ from keys.errors import (
     StorageError,
 )
 from keys.secret import LinkageSecret, new_secret, read_secret, write_secret
-from keys.signing import SigningKey, fingerprint, verify_signature
+from keys.signing import (
+    SigningKey,
+    fingerprint,
+    load_signing_key,
+    save_signing_key,
+    verify_signature,
+)
 
 __all__ = [
     "AccessError",
@@ -29,8 +35,10 @@ __all__ = [
     "StorageError",
     "derive_key",
     "fingerprint",
+    "load_signing_key",
     "new_secret",
     "read_secret",
+    "save_signing_key",
     "verify_signature",
     "write_secret",
 ]

@@ -63,6 +63,7 @@ def start_service(
     log_path: Path,
     host: str = "127.0.0.1",
     timeout: float = 30.0,
+    admin_token_sha256: list[str] | None = None,
 ) -> RunningService:
     """Start gunicorn serving the linkage app; returns once /healthz answers."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -76,6 +77,7 @@ def start_service(
         PLACELINK_POLICIES=":".join(str(p) for p in policy_paths),
         PLACELINK_SCHEMAS=":".join(str(p) for p in schema_paths),
         PLACELINK_TOKEN_SHA256=",".join(token_sha256),
+        PLACELINK_ADMIN_TOKEN_SHA256=",".join(admin_token_sha256 or []),
     )
     command = [
         sys.executable,

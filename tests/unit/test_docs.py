@@ -50,7 +50,13 @@ def test_every_endpoint_is_documented(rule: str) -> None:
 
 @pytest.mark.parametrize(
     "setting",
-    ["PLACELINK_DATABASE_URL", "PLACELINK_POLICIES", "PLACELINK_SCHEMAS", "PLACELINK_TOKEN_SHA256"],
+    [
+        "PLACELINK_DATABASE_URL",
+        "PLACELINK_POLICIES",
+        "PLACELINK_SCHEMAS",
+        "PLACELINK_TOKEN_SHA256",
+        "PLACELINK_ADMIN_TOKEN_SHA256",
+    ],
 )
 def test_every_setting_is_documented(setting: str) -> None:
     assert setting in (ROOT / "docs" / "operator.md").read_text(encoding="utf-8")

@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import func, select, text
 
 import policies
@@ -22,8 +24,9 @@ from gateway.pseudonyms import PseudonymMap
 from gateway.schema import default_schema, default_schema_path
 from gateway.submit import prepare_submission
 from keys import LinkageSecret, SigningKey, new_secret, rotated
-from keys.errors import AccessError, PolicyError, StorageError
+from keys.errors import AccessError, InputError, PolicyError, StorageError
 from linkage.app import create_app
+from linkage.epochs import complete_epochs, epoch_to_link
 from linkage.intake import CLKS_MEDIA_TYPE, IntakeResult, accept_batch
 from linkage.service import LinkageService
 from linkage.storage import BatchRow, RecordRow
@@ -247,3 +250,27 @@ def test_link_run_endpoint_takes_an_optional_integer_epoch(tmp_path: Path, epoch
     assert client.post(path, json={"epoch": "1"}, headers=auth).status_code == 422
     assert client.post(path, json={"epoch": True}, headers=auth).status_code == 422
     assert client.post(path, json={"epoch": 0}, headers=auth).status_code == 422  # nothing stored
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    stored=st.dictionaries(
+        st.integers(0, 6), st.sets(st.sampled_from(["police", "health", "stranger"]), min_size=1)
+    ).filter(bool),
+    floor=st.integers(0, 6),
+)
+def test_the_epoch_to_link_is_the_newest_complete_one_and_never_retired(
+    epochs: Epochs, stored: dict[int, set[str]], floor: int
+) -> None:
+    held = [e for e in stored if e >= floor]
+    if not held:
+        with pytest.raises(InputError):
+            epoch_to_link(epochs.policy, stored, floor)
+        return
+    chosen = epoch_to_link(epochs.policy, stored, floor)
+    assert chosen >= floor
+    complete = [e for e in held if {"police", "health"} <= stored[e]]
+    assert chosen == (max(complete) if complete else min(held))
+    assert complete_epochs(epochs.policy, stored) == sorted(
+        e for e in stored if {"police", "health"} <= stored[e]
+    )

@@ -68,10 +68,11 @@ def _secret_split(args: argparse.Namespace) -> int:
     secret = _read_secret_file(Path(args.secret))
     mnemonics = split_secret(secret, threshold=args.threshold, shares=args.shares)
     folder = Path(args.output_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    for number, words in enumerate(mnemonics, start=1):
-        path = folder / f"share-{number}-of-{args.shares}.txt"
+    paths = [folder / f"share-{n}-of-{args.shares}.txt" for n in range(1, args.shares + 1)]
+    for path in paths:  # all checked before any is written: never half a split on disk
         _refuse_overwrite(path, args.force)
+    folder.mkdir(parents=True, exist_ok=True)
+    for number, (path, words) in enumerate(zip(paths, mnemonics, strict=True), start=1):
         write_share(path, words, number=number, count=args.shares, threshold=args.threshold)
         print(f"wrote {path}")
     print(f"any {args.threshold} of the {args.shares} shares rebuild epoch {secret.epoch}'s secret")

@@ -38,6 +38,13 @@ class Publication:
     bytes_sent: int
 
 
+def pseudonym_map_path(config: NodeConfig, epoch: int) -> Path:
+    """One pseudonym map per key epoch, so that a rotation also renews the pseudonyms and the
+    service cannot join an epoch's records to the next one's."""
+    name = f"{config.source}.ids" if epoch == 0 else f"{config.source}.epoch{epoch}.ids"
+    return config.state_dir / name
+
+
 def publish(
     config: NodeConfig,
     *,
@@ -54,7 +61,7 @@ def publish(
     check_approved(policy, trust=trust)
     day = today or dt.date.today()
     context = context_for_policy(policy, schema, epoch=epoch, today=day)
-    ids_path = config.state_dir / f"{config.source}.ids"
+    ids_path = pseudonym_map_path(config, epoch)
     pseudonyms = PseudonymMap.load(ids_path)
     result = encode_csv(
         config.input_csv,

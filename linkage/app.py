@@ -31,6 +31,7 @@ from keys.errors import (
 )
 from linkage.hotspots import DEFAULT_MEASURES, Measure
 from linkage.intake import ReplayError, accept_batch
+from linkage.revocations import is_fingerprint
 from linkage.service import LinkageService
 from policies.approvals import PolicyTrust, load_trusted_policy
 from policies.linkage_schema import load_schema
@@ -61,11 +62,11 @@ def _service() -> LinkageService:
     return service
 
 
-def _require_token() -> None:
+def _require_token(setting: str = "TOKEN_SHA256") -> None:
     header = request.headers.get("Authorization", "")
     token = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else ""
     digest = hashlib.sha256(token.encode()).hexdigest()
-    allowed: list[str] = current_app.config["TOKEN_SHA256"]
+    allowed: list[str] = current_app.config[setting]
     if not token or not any(hmac.compare_digest(digest, a) for a in allowed):
         raise AccessError(
             "a valid bearer token is required", fix="send Authorization: Bearer TOKEN"
@@ -97,7 +98,30 @@ def post_batch() -> tuple[Response, int]:
 @api.post("/v1/policies/<policy_id>/link-runs")
 def post_link_run(policy_id: str) -> tuple[Response, int]:
     _require_token()
-    return jsonify(_service().run_linkage(policy_id)), 201
+    query = request.get_json(silent=True) or {}
+    epoch = query.get("epoch") if isinstance(query, dict) else None
+    if epoch is not None and (not isinstance(epoch, int) or isinstance(epoch, bool)):
+        raise InputError("epoch must be an integer", fix='send {"epoch": N} or no body')
+    return jsonify(_service().run_linkage(policy_id, epoch=epoch)), 201
+
+
+@api.post("/v1/revocations")
+def post_revocation() -> tuple[Response, int]:
+    """Revoke a node key (admin token): its uploads are refused from the next request on."""
+    _require_token("ADMIN_TOKEN_SHA256")
+    body = request.get_json(silent=True) or {}
+    node_key = body.get("node_key") if isinstance(body, dict) else None
+    if not isinstance(node_key, str) or not is_fingerprint(node_key):
+        raise InputError("node_key must be a fingerprint", fix='send {"node_key": "ed25519:..."}')
+    revoked_at = _service().store.revoke_key(node_key, now=dt.datetime.now(dt.UTC))
+    return jsonify({"node_key": node_key, "revoked_at": revoked_at.isoformat()}), 201
+
+
+@api.get("/v1/revocations")
+def get_revocations() -> Response:
+    _require_token("ADMIN_TOKEN_SHA256")
+    rows = _service().store.revoked_keys()
+    return jsonify({"revoked": [{"node_key": k, "revoked_at": t.isoformat()} for k, t in rows]})
 
 
 def _measures(raw: Any) -> list[Measure]:
@@ -162,10 +186,12 @@ def create_app(
     trusted_dpo_keys: list[str] | None = None,
     allow_unsigned_policies_unsafe: bool = False,
     today: dt.date | None = None,
+    admin_token_sha256: list[str] | None = None,
 ) -> Flask:
     """The app factory: one service over a database, the policies it serves and the linkage
     schemas they pin (uploads under a policy whose schema is not held here are refused).
-    Each policy must be approved by DPOs whose keys are in ``trusted_dpo_keys``."""
+    Each policy must be approved by DPOs whose keys are in ``trusted_dpo_keys``. Without an
+    admin token, the admin endpoints (revocations) refuse everyone."""
     trust = PolicyTrust(frozenset(trusted_dpo_keys or ()), allow_unsigned_policies_unsafe)
     day = today or dt.datetime.now(dt.UTC).date()
     policies = [load_trusted_policy(Path(p), trust=trust, today=day) for p in policy_paths]
@@ -174,6 +200,7 @@ def create_app(
     if allow_unsigned_policies_unsafe:
         app.logger.warning("allow_unsigned_policies_unsafe is set: DPO approvals are NOT checked")
     app.config["TOKEN_SHA256"] = list(token_sha256)
+    app.config["ADMIN_TOKEN_SHA256"] = list(admin_token_sha256 or [])
     app.extensions["placelink"] = LinkageService.create(database_url, policies, schemas)
     app.register_blueprint(api)
     app.register_error_handler(PlacelinkError, _handle)
@@ -188,9 +215,9 @@ def app_from_environment() -> Flask:
     """Gunicorn entry point: ``gunicorn 'linkage.app:app_from_environment()'``.
 
     PLACELINK_DATABASE_URL, PLACELINK_POLICIES and PLACELINK_SCHEMAS (paths separated by ':'),
-    PLACELINK_TOKEN_SHA256 (hex digests separated by ','), PLACELINK_TRUSTED_DPO_KEYS (DPO key
-    fingerprints separated by ','; missing or empty: no policy loads) and, for tests only,
-    PLACELINK_ALLOW_UNSIGNED_POLICIES_UNSAFE=1.
+    PLACELINK_TOKEN_SHA256 and PLACELINK_ADMIN_TOKEN_SHA256 (hex digests separated by ','),
+    PLACELINK_TRUSTED_DPO_KEYS (DPO key fingerprints separated by ','; missing or empty: no
+    policy loads) and, for tests only, PLACELINK_ALLOW_UNSIGNED_POLICIES_UNSAFE=1.
     """
     import os
 
@@ -205,6 +232,7 @@ def app_from_environment() -> Flask:
             "PLACELINK_POLICIES names no policy file",
             fix="set PLACELINK_POLICIES=/path/policy.yaml",
         )
+    admins = [t for t in os.environ.get("PLACELINK_ADMIN_TOKEN_SHA256", "").split(",") if t]
     return create_app(
         url,
         paths,
@@ -212,4 +240,5 @@ def app_from_environment() -> Flask:
         schemas,
         trusted_dpo_keys=[k for k in trusted if k],
         allow_unsigned_policies_unsafe=unsafe,
+        admin_token_sha256=admins,
     )

@@ -2,7 +2,7 @@
 
 (1) the body is a .clks payload and not over the size limit
 (2) the manifest decodes and names every required key
-(3) the manifest's signature verifies under the node key it names
+(3) the manifest's signature verifies under the node key it names, and that key is not revoked
 (4) the policy is registered here, in force, and the manifest binds its exact hash and version
 (5) the node key is a provider party of that policy, and that party is the manifest's source
 (6) the body's SHA-256 is the one the manifest signed
@@ -11,7 +11,8 @@
     encoded as that schema declares (encoding and size)
 (8) every encoded field and attribute is a data item the policy names in that form, and the
     policy lets this provider upload it (policies.decisions.check_upload: the same check the
-    gateway makes before sending; each decision is recorded with its deciding rule ids)
+    gateway makes before sending; each decision is recorded with its deciding rule ids); the
+    batch's key epoch is not retired
 (9) the batch is fresh (timestamp window) and not a replay (nonce and batch id unseen); the
     same batch sent twice is accepted once and then answered as already stored
 (10) stored in one transaction
@@ -193,6 +194,24 @@ def _check_fresh(manifest: dict[str, Any], store: Store, now: dt.datetime) -> bo
     return False
 
 
+def _check_not_revoked(manifest: dict[str, Any], store: Store) -> None:
+    """(3) a revoked key's uploads stop at once; a store that cannot say refuses (503)."""
+    if store.is_revoked(fingerprint(bytes.fromhex(str(manifest["node_key"])))):
+        raise AccessError(
+            "the node key was revoked",
+            fix="make a new node key and have the DPO enrol it in a new policy version",
+        )
+
+
+def _check_epoch(batch: EncodedBatch, store: Store) -> None:
+    """(8) encodings of a retired epoch are refused (they were deleted at the switch)."""
+    if batch.epoch < store.epoch_floor(batch.policy_id):
+        raise PolicyError(
+            "the batch was encoded under a retired key epoch",
+            fix="combine the current epoch's secret on the gateway and publish again",
+        )
+
+
 def accept_batch(
     *,
     store: Store,
@@ -215,8 +234,10 @@ def accept_batch(
         verify_signature(bytes.fromhex(str(manifest["node_key"])), signature, signed_bytes)
     except ValueError:
         raise KeyMaterialError("signature verification failed", fix="use the gateway") from None
+    _check_not_revoked(manifest, store)
     policy = _check_policy(manifest, policies.get(str(manifest["policy_id"])), now)
     batch = _check_body(manifest, body, policy, schemas, recorder)
+    _check_epoch(batch, store)
     if _check_fresh(manifest, store, now):
         return IntakeResult(str(manifest["batch_id"]), len(batch), already_stored=True)
     store.store_batch(manifest, body, batch)

@@ -64,6 +64,7 @@ def start_service(
     trusted_dpo_keys: list[str],
     host: str = "127.0.0.1",
     timeout: float = 30.0,
+    admin_token_sha256: list[str] | None = None,
 ) -> RunningService:
     """Start gunicorn serving the linkage app; returns once /healthz answers."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -78,6 +79,7 @@ def start_service(
         PLACELINK_SCHEMAS=":".join(str(p) for p in schema_paths),
         PLACELINK_TOKEN_SHA256=",".join(token_sha256),
         PLACELINK_TRUSTED_DPO_KEYS=",".join(trusted_dpo_keys),
+        PLACELINK_ADMIN_TOKEN_SHA256=",".join(admin_token_sha256 or []),
     )
     env.pop("PLACELINK_ALLOW_UNSIGNED_POLICIES_UNSAFE", None)
     command = [

@@ -15,6 +15,7 @@ from keys.errors import InputError, PolicyError
 from linkage.corpus import build_corpus
 from linkage.disclosure import Published
 from linkage.engine import Engine, LocalEngine
+from linkage.epochs import complete_epochs, epoch_to_link
 from linkage.hotspots import Measure, published_table
 from linkage.storage import Store
 from policies.canonical import jsonable
@@ -62,9 +63,21 @@ class LinkageService:
             )
         return policy
 
-    def run_linkage(self, policy_id: str, *, epoch: int = 0) -> dict[str, Any]:
-        """Link every stored record of the policy and epoch; replace the entity memberships."""
-        require(self.policy(policy_id), Request("link", "linkage_service"), recorder=self.decisions)
+    def run_linkage(self, policy_id: str, *, epoch: int | None = None) -> dict[str, Any]:
+        """Link every stored record of one epoch of the policy (by default the newest epoch all
+        providers have published, see :mod:`linkage.epochs`); replace the entity memberships.
+        Epochs are never mixed; after linking a complete epoch, older epochs are retired."""
+        policy = self.policy(policy_id)
+        require(policy, Request("link", "linkage_service"), recorder=self.decisions)
+        by_epoch = self.store.sources_by_epoch(policy_id)
+        floor = self.store.epoch_floor(policy_id)
+        if epoch is None:
+            epoch = epoch_to_link(policy, by_epoch, floor)
+        elif epoch < floor:
+            raise PolicyError(
+                f"epoch {epoch} of policy {policy_id!r} was retired",
+                fix=f"link epoch {floor} or later",
+            )
         stored = self.store.batches(policy_id, epoch)
         if not stored:
             raise InputError(
@@ -75,6 +88,7 @@ class LinkageService:
         result = self.engine.link(corpus)
         row_ids = [rid for _, _, ids in stored for rid in ids]
         summary = {
+            "epoch": epoch,
             "records": len(corpus),
             "sources": list(corpus.source_names),
             "entities": result.entity_count,
@@ -87,6 +101,8 @@ class LinkageService:
         self.store.replace_memberships(
             policy_id, epoch, dict(zip(row_ids, result.entity_ids, strict=True)), summary
         )
+        if epoch in complete_epochs(policy, by_epoch) and min(by_epoch) < epoch:
+            summary["retired_batches"] = self.store.retire_epochs_before(policy_id, epoch)
         return summary
 
     def entity_links(self, policy_id: str, source: str) -> list[tuple[str, str]]:

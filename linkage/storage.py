@@ -2,7 +2,8 @@
 
 Tables: policies registered with the service, batches (the signed manifest and the ``.clks``
 body as received), records (pseudonym and released attributes, one row per encoded record),
-link runs, and entity memberships of the latest run. A batch is stored in one transaction:
+link runs, and entity memberships of the latest run; and the key state: revoked node keys and,
+per policy, the oldest key epoch still accepted. A batch is stored in one transaction:
 a failure leaves nothing behind.
 """
 
@@ -86,6 +87,22 @@ class MembershipRow(Base):
     record_id: Mapped[int] = mapped_column(ForeignKey("records.id"), primary_key=True)
     policy_id: Mapped[str] = mapped_column(String(200), index=True)
     entity_id: Mapped[str] = mapped_column(String(40), index=True)
+
+
+class RevokedKeyRow(Base):
+    """Node keys whose uploads are refused from now on (checked by every intake)."""
+
+    __tablename__ = "revoked_keys"
+    node_key: Mapped[str] = mapped_column(String(80), primary_key=True)  # the fingerprint
+    revoked_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
+class EpochFloorRow(Base):
+    """Per policy, the oldest key epoch still accepted; older epochs were retired and deleted."""
+
+    __tablename__ = "epoch_floors"
+    policy_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    epoch: Mapped[int] = mapped_column(Integer)
 
 
 class Store:
@@ -208,6 +225,64 @@ class Store:
             EntityRecord(entity, source, attrs.get(area_attribute), attrs.get(month_attribute))
             for entity, source, attrs in rows
         ]
+
+    # --- key state: revoked node keys and retired epochs (see docs/key-ceremony.md) ---------
+
+    def revoke_key(self, node_key: str, *, now: dt.datetime) -> dt.datetime:
+        with self._transaction("revoke the node key") as session:
+            row = session.get(RevokedKeyRow, node_key)
+            if row is None:
+                row = RevokedKeyRow(node_key=node_key, revoked_at=now)
+                session.add(row)
+            return _utc(row.revoked_at)
+
+    def is_revoked(self, node_key: str) -> bool:
+        with self._transaction("read the revocation list") as session:
+            return session.get(RevokedKeyRow, node_key) is not None
+
+    def revoked_keys(self) -> list[tuple[str, dt.datetime]]:
+        with self._transaction("read the revocation list") as session:
+            rows = session.scalars(select(RevokedKeyRow).order_by(RevokedKeyRow.revoked_at))
+            return [(row.node_key, _utc(row.revoked_at)) for row in rows]
+
+    def epoch_floor(self, policy_id: str) -> int:
+        with self._transaction("read the key epochs") as session:
+            row = session.get(EpochFloorRow, policy_id)
+            return row.epoch if row else 0
+
+    def sources_by_epoch(self, policy_id: str) -> dict[int, set[str]]:
+        """Which sources have stored batches in which epoch of a policy."""
+        with self._sessions() as session:
+            rows = session.execute(
+                select(BatchRow.epoch, BatchRow.source)
+                .where(BatchRow.policy_id == policy_id)
+                .distinct()
+            ).all()
+        found: dict[int, set[str]] = {}
+        for epoch, source in rows:
+            found.setdefault(int(epoch), set()).add(source)
+        return found
+
+    def retire_epochs_before(self, policy_id: str, epoch: int) -> int:
+        """Delete every encoding of the policy's epochs before ``epoch``, atomically; from now
+        on their uploads are refused. Returns the number of batches deleted."""
+        with self._transaction("retire the old key epochs") as session:
+            old = select(BatchRow.batch_id).where(
+                BatchRow.policy_id == policy_id, BatchRow.epoch < epoch
+            )
+            old_records = select(RecordRow.id).where(RecordRow.batch_id.in_(old))
+            session.execute(delete(MembershipRow).where(MembershipRow.record_id.in_(old_records)))
+            session.execute(delete(RecordRow).where(RecordRow.batch_id.in_(old)))
+            deleted = session.execute(
+                delete(BatchRow).where(BatchRow.policy_id == policy_id, BatchRow.epoch < epoch)
+            )
+            session.merge(EpochFloorRow(policy_id=policy_id, epoch=epoch))
+            return int(getattr(deleted, "rowcount", 0) or 0)
+
+
+def _utc(moment: dt.datetime) -> dt.datetime:
+    """SQLite drops the time zone of a stored time; every time stored here is UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
 def _batch_row(manifest: dict[str, Any], body: bytes) -> BatchRow:

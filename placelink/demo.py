@@ -145,7 +145,7 @@ def run_demo(out: Path, *, seed: int = 7, people: int = 3000, progress: bool = T
     csvs = write_town(town, out)
     schema = default_schema()
     secret = new_secret()
-    write_secret(secret, dirs["keys"] / "linkage.secret")
+    write_secret(secret, dirs["keys"] / "linkage.secret", passphrase=None, unencrypted_unsafe=True)
     node_keys = {agency: SigningKey.generate() for agency in csvs}
     token = secrets.token_urlsafe(32)
     document, trusted = _dpo_signed(_enrolled_policy(node_keys, schema.sha256, today))

@@ -10,6 +10,7 @@ from gateway.pipeline import EncodeResult, context_for_policy, context_without_p
 from gateway.pseudonyms import PseudonymMap
 from gateway.schema import default_schema
 from keys import read_secret
+from keys.epochs import epoch_for, secret_passphrase
 from keys.errors import InputError
 from linkage.corpus import build_corpus
 from linkage.engine import Engine, LinkResult, LocalEngine
@@ -26,13 +27,15 @@ def encode_command(
     schema_path: Path | None,
     mapping_path: Path | None,
     policy_id: str,
-    epoch: int,
+    epoch: int | None,
     policy_path: Path | None,
     strict: bool,
 ) -> EncodeResult:
-    """Encode one CSV to a .clks file and its local .ids map."""
+    """Encode one CSV to a .clks file and its local .ids map (epoch: the secret file's)."""
     import datetime as dt
 
+    secret = read_secret(secret_file, passphrase=secret_passphrase)
+    epoch = epoch_for(secret, epoch)
     schema = load_schema(schema_path) if schema_path else default_schema()
     if policy_path:
         context = context_for_policy(
@@ -43,7 +46,7 @@ def encode_command(
     return encode_file(
         input_path,
         output_path,
-        secret=read_secret(secret_file),
+        secret=secret,
         context=context,
         mapping_path=mapping_path,
         strict=strict,

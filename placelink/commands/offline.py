@@ -57,7 +57,7 @@ def register(commands: Commands) -> None:
     add("--mapping", help="column mapping YAML (default: canonical columns)")
     add("--policy-id", default="offline", help="policy id the keys derive from")
     add("--policy", help="policy YAML to enforce (fields, attributes, dates)")
-    add("--epoch", type=int, default=0, help="key epoch")
+    add("--epoch", type=int, help="key epoch (default: the secret file's, 0 for a raw file)")
     add("--strict", action="store_true", help="reject the batch on any invalid value")
     encode.set_defaults(handler=_encode)
 

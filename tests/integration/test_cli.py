@@ -100,7 +100,13 @@ def test_usage_errors_exit_2(workdir: Path) -> None:
     assert placelink("no-such-command", cwd=workdir).returncode == 2
 
 
-def test_keys_secret_new_writes_a_private_key_file(workdir: Path) -> None:
+def test_keys_secret_new_writes_a_private_key_file(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PLACELINK_SECRET_PASSPHRASE", raising=False)
+    refused = placelink("keys", "secret", "new", "--output", "new.secret", cwd=workdir)
+    assert refused.returncode == 1 and "no passphrase" in refused.stderr
+    monkeypatch.setenv("PLACELINK_SECRET_PASSPHRASE", "a passphrase for the test")
     result = placelink("keys", "secret", "new", "--output", "new.secret", cwd=workdir)
     assert result.returncode == 0, result.stderr
     assert (workdir / "new.secret").stat().st_mode & 0o777 == 0o600

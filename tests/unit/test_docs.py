@@ -57,6 +57,7 @@ def test_every_endpoint_is_documented(rule: str) -> None:
         "PLACELINK_TOKEN_SHA256",
         "PLACELINK_TRUSTED_DPO_KEYS",
         "PLACELINK_ALLOW_UNSIGNED_POLICIES_UNSAFE",
+        "PLACELINK_ADMIN_TOKEN_SHA256",
     ],
 )
 def test_every_setting_is_documented(setting: str) -> None:

@@ -25,7 +25,13 @@ class InvalidValue(InputError):
 _TITLES = {"mr", "mrs", "ms", "miss", "mx", "dr", "prof", "rev", "sir", "dame", "lord", "lady"}
 _SUFFIXES = {"jr", "jnr", "sr", "snr", "ii", "iii", "iv"}
 _POSTCODE = re.compile(r"^([A-Z]{1,2}[0-9][A-Z0-9]?)([0-9][ABD-HJLNP-UW-Z]{2})$")
-_ADDRESS_WORDS = {
+_NOT_ALPHANUMERIC = re.compile(r"[^a-z0-9]+")
+FLAT_SLASH = re.compile(r"\b(\d+)\s*/\s*(\d+)\b")
+_SPACES = re.compile(r"\s+")
+_NHS_SEPARATORS = re.compile(r"[\s-]")
+_TEN_DIGITS = re.compile(r"[0-9]{10}")
+_NHS_WEIGHTS = tuple(range(10, 1, -1))
+ADDRESS_WORDS = {
     "rd": "road", "st": "street", "ave": "avenue", "av": "avenue", "ln": "lane",
     "cres": "crescent", "cl": "close", "ct": "court", "gdns": "gardens", "pl": "place",
     "sq": "square", "tce": "terrace", "terr": "terrace", "hse": "house", "apt": "flat",
@@ -36,10 +42,13 @@ EARLIEST_BIRTH = dt.date(1900, 1, 1)
 
 def fold(value: str) -> str:
     """Unicode-fold to lower-case ASCII letters, digits and single spaces (é -> e)."""
-    decomposed = unicodedata.normalize("NFKD", value)
-    ascii_only = "".join(c for c in decomposed if not unicodedata.combining(c))
+    if value.isascii():  # NFKD leaves ASCII unchanged
+        ascii_only = value
+    else:
+        decomposed = unicodedata.normalize("NFKD", value)
+        ascii_only = "".join(c for c in decomposed if not unicodedata.combining(c))
     lowered = ascii_only.lower().replace("'", "").replace("\u2019", "")
-    return " ".join(re.sub(r"[^a-z0-9]+", " ", lowered).split())
+    return " ".join(_NOT_ALPHANUMERIC.sub(" ", lowered).split())
 
 
 @lru_cache(maxsize=1)
@@ -68,11 +77,23 @@ def normalise_family_name(value: str) -> str | None:
     return "".join(words) or None
 
 
+ISO_FORMAT = "%Y-%m-%d"
+
+
+def _parse_iso(text: str) -> dt.date | None:
+    """Fast path for the commonest format: exactly YYYY-MM-DD in ASCII digits (None otherwise,
+    and strptime decides); strptime would accept and reject the same strings."""
+    if len(text) == 10 and text.isascii() and text[4] == text[7] == "-":
+        return dt.date.fromisoformat(text)
+    return None
+
+
 def parse_date(value: str, fmt: str = "%Y-%m-%d", *, century_pivot: int | None = None) -> dt.date:
     """Parse a date in the given strptime format; two-digit years follow ``century_pivot``."""
     text = value.strip()
     try:
-        parsed = dt.datetime.strptime(text, fmt).date()
+        parsed = _parse_iso(text) if fmt == ISO_FORMAT else None
+        parsed = parsed or dt.datetime.strptime(text, fmt).date()
     except ValueError:
         raise InvalidValue(
             "a date does not match the mapped format", fix="fix the format"
@@ -110,7 +131,7 @@ def normalise_sex(value: str, codes: dict[str, str] | None = None) -> str | None
 
 def normalise_postcode(value: str) -> str | None:
     """A UK postcode in canonical form ('SB3 2DL'); a wrong shape is invalid."""
-    compact = re.sub(r"\s+", "", value).upper()
+    compact = _SPACES.sub("", value).upper()
     if not compact:
         return None
     match = _POSTCODE.match(compact)
@@ -131,15 +152,20 @@ def postcode_district(postcode: str) -> str:
 
 def normalise_address(value: str) -> str | None:
     """Folded address with common abbreviations spelt out; '3/22' reads as 'flat 3 22'."""
-    text = re.sub(r"\b(\d+)\s*/\s*(\d+)\b", r"flat \1 \2", value)
-    words = [_ADDRESS_WORDS.get(w, w) for w in fold(text).split()]
+    text = FLAT_SLASH.sub(r"flat \1 \2", value) if "/" in value else value
+    return address_from_words(fold(text).split())
+
+
+def address_from_words(folded_words: list[str]) -> str | None:
+    """Abbreviations spelt out, a repeated 'flat' once, joined; None when nothing is left."""
+    words = [ADDRESS_WORDS.get(w, w) for w in folded_words]
     deduplicated = [w for i, w in enumerate(words) if not (w == "flat" and i and words[i - 1] == w)]
     return " ".join(deduplicated) or None
 
 
 def nhs_check_digit_ok(digits: str) -> bool:
     """The NHS number modulus-11 check."""
-    total = sum(int(d) * w for d, w in zip(digits[:9], range(10, 1, -1), strict=True))
+    total = sum(map(int.__mul__, map(int, digits[:9]), _NHS_WEIGHTS))
     check = 11 - total % 11
     check = 0 if check == 11 else check
     return check != 10 and check == int(digits[9])
@@ -147,9 +173,9 @@ def nhs_check_digit_ok(digits: str) -> bool:
 
 def normalise_nhs_number(value: str) -> str | None:
     """Ten digits passing the mod-11 check; spaces and dashes ignored."""
-    digits = re.sub(r"[\s-]", "", value)
+    digits = _NHS_SEPARATORS.sub("", value)
     if not digits:
         return None
-    if not (re.fullmatch(r"[0-9]{10}", digits) and nhs_check_digit_ok(digits)):  # ASCII only
+    if not (_TEN_DIGITS.fullmatch(digits) and nhs_check_digit_ok(digits)):  # ASCII only
         raise InvalidValue("an NHS number fails the format or mod-11 check", fix="check it")
     return digits

@@ -29,6 +29,7 @@ def encode_command(
     epoch: int,
     policy_path: Path | None,
     strict: bool,
+    workers: int = 1,
 ) -> EncodeResult:
     """Encode one CSV to a .clks file and its local .ids map."""
     import datetime as dt
@@ -47,6 +48,7 @@ def encode_command(
         context=context,
         mapping_path=mapping_path,
         strict=strict,
+        workers=workers,
     )
 
 

@@ -15,11 +15,13 @@ from __future__ import annotations
 import datetime as dt
 import hmac
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Hashable, Sequence
+from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
+from gateway.hardening import blip, salted
 from gateway.tokenise import date_tokens, field_tokens, ngrams, token_ids
 from policies.linkage_schema import FieldSpec
 
@@ -27,11 +29,12 @@ TOKEN_BYTES = 16
 _POSITION = struct.Struct(">I")
 U8 = npt.NDArray[np.uint8]
 MaybeValue = str | dt.date | None
+H = TypeVar("H", bound=Hashable)
 
 __all__ = ["TOKEN_BYTES", "BloomEncoder", "TokenEncoder", "date_tokens", "field_tokens", "ngrams"]
 
 
-def distinct(values: Sequence[MaybeValue]) -> tuple[list[MaybeValue], npt.NDArray[np.int64]]:
+def distinct(values: Sequence[H]) -> tuple[list[H], npt.NDArray[np.int64]]:
     """Distinct values (None among them when missing) in first-seen order, and each value's
     index into them."""
     unique = list(dict.fromkeys(values))
@@ -40,14 +43,12 @@ def distinct(values: Sequence[MaybeValue]) -> tuple[list[MaybeValue], npt.NDArra
     return unique, rows
 
 
-def _table(unique: list[MaybeValue], encode: Callable[[list[str | dt.date]], U8]) -> U8:
-    """Rows for each distinct value: its encoding, or zeros for the missing value."""
-    present = [v for v in unique if v is not None]
-    encoded = encode(present)
-    if len(present) == len(unique):
+def _table(unique: Sequence[object], encoded: U8) -> U8:
+    """Rows for each distinct value: its encoding (``encoded`` holds those of the present
+    values, in order), or zeros for the missing value."""
+    if None not in unique:
         return encoded
-    at = unique.index(None)
-    return np.insert(encoded, at, 0, axis=0)
+    return np.insert(encoded, list(unique).index(None), 0, axis=0)
 
 
 class BloomEncoder:
@@ -97,21 +98,44 @@ class BloomEncoder:
             bits[rows, self.position_matrix(tokens).ravel()] = True
         return np.packbits(bits, axis=1, bitorder="big")
 
-    def encode_distinct(self, values: Sequence[str | dt.date]) -> U8:
-        """Packed filters of present values, one row each."""
+    def encode_distinct(self, values: Sequence[str | dt.date], salt: str | None = None) -> U8:
+        """Packed filters of present values, one row each; tokens salted when ``salt`` is given."""
         out = np.zeros((len(values), self.spec.nbytes), dtype=np.uint8)
         if not values:
             return out
         vocabulary, ids = token_ids(self.spec, values)
+        if salt is not None:
+            vocabulary = [salted(token, salt) for token in vocabulary]
         table = self.token_filters(vocabulary)
         for slot in range(ids.shape[1]):
             out |= table[ids[:, slot]]
         return out
 
-    def encode_many(self, values: Sequence[MaybeValue]) -> U8:
-        """Packed filters, one row per value; a missing value gives an all-zero row."""
-        unique, index = distinct(values)
-        return np.ascontiguousarray(_table(unique, self.encode_distinct)[index])
+    def encode_many(self, values: Sequence[MaybeValue], salts: Sequence[str] | None = None) -> U8:
+        """Packed filters, one row per value; a missing value gives an all-zero row. With
+        ``salts`` (one per value), each value's tokens are salted with its salt."""
+        if salts is None:
+            unique, index = distinct(values)
+            encoded = self.encode_distinct([v for v in unique if v is not None])
+            return np.ascontiguousarray(_table(unique, encoded)[index])
+        pairs = [None if v is None else (v, s) for v, s in zip(values, salts, strict=True)]
+        unique_pairs, index = distinct(pairs)
+        present = [p for p in unique_pairs if p is not None]
+        return np.ascontiguousarray(_table(unique_pairs, self._encode_salted(present))[index])
+
+    def blip(self, filters: U8, present: npt.NDArray[np.bool_], record_ids: Sequence[str]) -> U8:
+        """The schema's random bit flips (BLIP), keyed per record; see :mod:`gateway.hardening`."""
+        return blip(filters, present, self.spec, self._key, record_ids)
+
+    def _encode_salted(self, pairs: list[tuple[str | dt.date, str]]) -> U8:
+        """Filters of distinct (value, salt) pairs, one vectorised pass per salt."""
+        filters = np.zeros((len(pairs), self.spec.nbytes), dtype=np.uint8)
+        by_salt: dict[str, list[int]] = {}
+        for row, (_, salt) in enumerate(pairs):
+            by_salt.setdefault(salt, []).append(row)
+        for salt, rows in by_salt.items():
+            filters[rows] = self.encode_distinct([pairs[r][0] for r in rows], salt)
+        return filters
 
 
 class TokenEncoder:
@@ -130,4 +154,5 @@ class TokenEncoder:
     def encode_many(self, values: Sequence[MaybeValue]) -> U8:
         """Tokens, one row per value; a missing value gives an all-zero row."""
         unique, index = distinct(values)
-        return np.ascontiguousarray(_table(unique, self.encode_distinct)[index])
+        encoded = self.encode_distinct([v for v in unique if v is not None])
+        return np.ascontiguousarray(_table(unique, encoded)[index])

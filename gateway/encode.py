@@ -13,6 +13,7 @@ import numpy.typing as npt
 
 from gateway.bloom import U8, BloomEncoder, TokenEncoder
 from gateway.generalise import generaliser
+from gateway.hardening import salts_for
 from gateway.pseudonyms import PseudonymMap
 from gateway.records import NormalisedRecords
 from keys import KeyPurpose, LinkageSecret, derive_key
@@ -79,10 +80,15 @@ def encode_fields(
     count, out = len(records), EncodedColumns()
     for spec in fields:
         column = records.values.get(spec.name, [None] * count)
-        out.values[spec.name] = _encoder(spec, secret, context).encode_many(column)
-        out.present[spec.name] = np.fromiter(
-            (v is not None for v in column), dtype=np.bool_, count=count
-        )
+        present = np.fromiter((v is not None for v in column), dtype=np.bool_, count=count)
+        encoder = _encoder(spec, secret, context)
+        if isinstance(encoder, BloomEncoder):
+            salts = salts_for(spec, records.values, count)
+            filters = encoder.encode_many(column, salts)
+            out.values[spec.name] = encoder.blip(filters, present, records.record_ids)
+        else:
+            out.values[spec.name] = encoder.encode_many(column)
+        out.present[spec.name] = present
     return out
 
 

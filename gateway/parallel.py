@@ -52,7 +52,8 @@ def _part(
     job: _Job, names: list[str]
 ) -> tuple[EncodedColumns, dict[str, FieldReport], dict[str, list[NormalValue]]]:
     """Normalise and encode ``names``; keep the values attributes are made from."""
-    keep = {"record_id", *names}
+    salted = any(s.salt for s in job.context.fields if s.name in names)
+    keep = {"record_id", *names, *(["date_of_birth"] if salted else [])}
     mapping = ColumnMapping(
         job.mapping.source, {k: v for k, v in job.mapping.columns.items() if k in keep}
     )

@@ -23,11 +23,13 @@ class InvalidValue(InputError):
 
 
 _TITLES = {"mr", "mrs", "ms", "miss", "mx", "dr", "prof", "rev", "sir", "dame", "lord", "lady"}
+_SAINT = {"saint": "st", "ste": "st"}
 _SUFFIXES = {"jr", "jnr", "sr", "snr", "ii", "iii", "iv"}
 _POSTCODE = re.compile(r"^([A-Z]{1,2}[0-9][A-Z0-9]?)([0-9][ABD-HJLNP-UW-Z]{2})$")
 _NOT_ALPHANUMERIC = re.compile(r"[^a-z0-9]+")
 FLAT_SLASH = re.compile(r"\b(\d+)\s*/\s*(\d+)\b")
 _SPACES = re.compile(r"\s+")
+_FOREIGN_POSTCODE = re.compile(r"[0-9]{3,7}")  # numeric codes: Australia, US ZIP, most of Europe
 _NHS_SEPARATORS = re.compile(r"[\s-]")
 _TEN_DIGITS = re.compile(r"[0-9]{10}")
 _NHS_WEIGHTS = tuple(range(10, 1, -1))
@@ -72,8 +74,9 @@ def normalise_given_name(value: str) -> str | None:
 
 
 def normalise_family_name(value: str) -> str | None:
-    """Family name folded, suffixes dropped, hyphens and spaces joined (Smith-Jones: smithjones)."""
-    words = [w for w in _words(value) if w not in _SUFFIXES]
+    """Family name folded, suffixes dropped, hyphens and spaces joined (Smith-Jones: smithjones),
+    'Saint' written 'st' (Saint John and St. John: stjohn)."""
+    words = [_SAINT.get(w, w) for w in _words(value) if w not in _SUFFIXES]
     return "".join(words) or None
 
 
@@ -88,8 +91,21 @@ def _parse_iso(text: str) -> dt.date | None:
     return None
 
 
-def parse_date(value: str, fmt: str = "%Y-%m-%d", *, century_pivot: int | None = None) -> dt.date:
-    """Parse a date in the given strptime format; two-digit years follow ``century_pivot``."""
+def parse_date(
+    value: str, fmt: str | tuple[str, ...] = "%Y-%m-%d", *, century_pivot: int | None = None
+) -> dt.date:
+    """Parse a date in the given strptime format, or the first of several that fits (an agency
+    column may mix '12/03/1980' and '12-Mar-1980'); two-digit years follow ``century_pivot``."""
+    formats = (fmt,) if isinstance(fmt, str) else fmt
+    for one in formats[:-1]:
+        try:
+            return _parse_one(value, one, century_pivot)
+        except InvalidValue:
+            continue
+    return _parse_one(value, formats[-1], century_pivot)
+
+
+def _parse_one(value: str, fmt: str, century_pivot: int | None) -> dt.date:
     text = value.strip()
     try:
         parsed = _parse_iso(text) if fmt == ISO_FORMAT else None
@@ -108,7 +124,11 @@ def parse_date(value: str, fmt: str = "%Y-%m-%d", *, century_pivot: int | None =
 
 
 def normalise_birth_date(
-    value: str, fmt: str = "%Y-%m-%d", *, century_pivot: int | None = None, today: dt.date
+    value: str,
+    fmt: str | tuple[str, ...] = "%Y-%m-%d",
+    *,
+    century_pivot: int | None = None,
+    today: dt.date,
 ) -> dt.date | None:
     """A date of birth; impossible ones (future, before 1900) are invalid."""
     if not value.strip():
@@ -138,6 +158,19 @@ def normalise_postcode(value: str) -> str | None:
     if not match:
         raise InvalidValue("a postcode is not a valid UK postcode", fix="check it")
     return f"{match.group(1)} {match.group(2)}"
+
+
+def normalise_postcode_or_foreign(value: str) -> tuple[str | None, bool]:
+    """A UK postcode in canonical form, or else a numeric foreign one (3-7 digits, e.g. an
+    Australian '4061') as its compact form: (value, is_uk). A foreign postcode stays usable for
+    linkage and is reported apart; anything else that fails the UK check is invalid."""
+    try:
+        return normalise_postcode(value), True
+    except InvalidValue:
+        compact = _SPACES.sub("", value).upper()
+        if _FOREIGN_POSTCODE.fullmatch(compact):
+            return compact, False
+        raise
 
 
 def postcode_sector(postcode: str) -> str:

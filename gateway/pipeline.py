@@ -16,7 +16,7 @@ from gateway.encode import EncodingContext, assemble_batch
 from gateway.mapping import ColumnMapping, canonical_mapping, load_mapping
 from gateway.parallel import normalise_and_encode
 from gateway.pseudonyms import PseudonymMap
-from gateway.records import FieldReport, check_header, read_csv_columns
+from gateway.records import FieldReport, check_header, normalise_columns, read_csv_columns
 from keys import LinkageSecret
 from keys.errors import InputError
 from policies.clks import EncodedBatch, dump_clks
@@ -110,6 +110,28 @@ def encode_csv(
         return EncodeResult(
             batch=batch, report=records.report, source=mapping.source or input_path.stem
         )
+
+
+def check_csv(
+    input_path: Path, *, mapping_path: Path | None = None, today: dt.date | None = None
+) -> tuple[int, dict[str, FieldReport]]:
+    """Read and normalise one CSV through its mapping, encoding nothing: the record count and
+    each field's report (valid, foreign-but-usable, invalid, missing, first invalid rows)."""
+    with cyclic_gc_paused():
+        header, columns = read_csv_columns(input_path)
+        mapping = (
+            load_mapping(mapping_path)
+            if mapping_path
+            else canonical_mapping(input_path.stem, header)
+        )
+        if "record_id" not in mapping.columns:
+            raise_missing_record_id(input_path)
+        check_header(header, mapping, str(input_path))
+        count = len(next(iter(columns.values()), []))
+        records = normalise_columns(
+            columns, count, mapping, today=today or dt.date.today(), where=str(input_path)
+        )
+    return count, records.report
 
 
 def raise_missing_record_id(path: Path) -> None:

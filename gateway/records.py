@@ -21,7 +21,7 @@ from gateway.normalise import (
     normalise_family_name,
     normalise_given_name,
     normalise_nhs_number,
-    normalise_postcode,
+    normalise_postcode_or_foreign,
     normalise_sex,
     parse_date,
 )
@@ -38,6 +38,7 @@ class FieldReport:
     invalid: int = 0
     missing: int = 0
     first_invalid_rows: list[int] = field(default_factory=list)
+    unverified: int = 0  # of the valid: usable, but failing the UK check (a foreign postcode)
 
     @property
     def validity(self) -> float:
@@ -84,7 +85,6 @@ def _normalise(canonical: str, raw: str, rule: ColumnRule, today: dt.date) -> No
     simple = {
         "given_name": normalise_given_name,
         "family_name": normalise_family_name,
-        "postcode": normalise_postcode,
         "address": normalise_address,
         "nhs_number": normalise_nhs_number,
     }
@@ -179,39 +179,55 @@ def record_ids_of(columns: Columns, count: int, mapping: ColumnMapping, where: s
     raise AssertionError("unreachable: a repeat was detected but not found")
 
 
+@dataclass
+class _Distinct:
+    """Canonical form of each distinct raw value (None when invalid), the invalid ones, and
+    the usable ones that fail the UK check."""
+
+    canonical: dict[str, NormalValue] = field(default_factory=dict)
+    invalid: set[str] = field(default_factory=set)
+    unverified: set[str] = field(default_factory=set)
+
+
 def _normalise_distinct(
     name: str, distinct: list[str], rule: ColumnRule, today: dt.date
-) -> tuple[dict[str, NormalValue], set[str]]:
-    """Canonical form of each distinct raw value (None when invalid), and the invalid ones."""
-    canonical: dict[str, NormalValue] = {}
-    invalid: set[str] = set()
+) -> _Distinct:
+    out = _Distinct()
     column_normaliser = COLUMN_NORMALISERS.get(name)
     if column_normaliser is not None:
         for value, result in zip(distinct, column_normaliser(distinct), strict=True):
-            canonical[value] = None if isinstance(result, Invalid) else result
+            out.canonical[value] = None if isinstance(result, Invalid) else result
             if isinstance(result, Invalid):
-                invalid.add(value)
-        return canonical, invalid
+                out.invalid.add(value)
+        return out
     for value in distinct:
         try:
-            canonical[value] = _normalise(name, value, rule, today)
+            if name == "postcode":
+                out.canonical[value], uk = normalise_postcode_or_foreign(value)
+                if not uk:
+                    out.unverified.add(value)
+            else:
+                out.canonical[value] = _normalise(name, value, rule, today)
         except InvalidValue:
-            canonical[value] = None
-            invalid.add(value)
-    return canonical, invalid
+            out.canonical[value] = None
+            out.invalid.add(value)
+    return out
 
 
 def normalise_column(
     name: str, raw: Sequence[str], rule: ColumnRule, today: dt.date
 ) -> tuple[list[NormalValue], FieldReport]:
     """One field's normalised values (invalid ones as missing) and its report."""
-    canonical, invalid = _normalise_distinct(name, list(dict.fromkeys(raw)), rule, today)
+    found = _normalise_distinct(name, list(dict.fromkeys(raw)), rule, today)
+    canonical, invalid = found.canonical, found.invalid
     values = list(map(canonical.__getitem__, raw))
     report = FieldReport()
     if invalid:
         invalid_rows = [i for i, value in enumerate(raw) if value in invalid]
         report.invalid = len(invalid_rows)
         report.first_invalid_rows = [i + 2 for i in invalid_rows[:5]]  # the header is row 1
+    if found.unverified:
+        report.unverified = sum(1 for value in raw if value in found.unverified)
     empty = values.count(None)
     report.missing, report.valid = empty - report.invalid, len(values) - empty
     return values, report

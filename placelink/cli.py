@@ -13,9 +13,9 @@ import sys
 from collections.abc import Sequence
 
 from keys.errors import PlacelinkError
-from placelink.commands import Handler, demo, keys, offline
+from placelink.commands import Handler, demo, gateway, keys, offline
 
-GROUPS = (demo, offline, keys)
+GROUPS = (demo, offline, gateway, keys)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -31,6 +31,8 @@ def _encode(args: argparse.Namespace) -> int:
     )
     for name, report in result.report.items():
         counts = f"{report.valid} valid, {report.invalid} invalid, {report.missing} missing"
+        if report.unverified:
+            counts += f" ({report.unverified} of the valid fail the UK check but are used)"
         print(f"{name}: {counts}", file=sys.stderr)
     print(f"encoded {len(result.batch)} records to {args.output} (local map {args.output}.ids)")
     return 0

@@ -43,6 +43,7 @@ class _Job:
     context: EncodingContext
     today: dt.date
     where: str
+    record_ids: list[str]
 
 
 _JOB: _Job | None = None  # set just before forking; read by the child
@@ -57,7 +58,9 @@ def _part(
     mapping = ColumnMapping(
         job.mapping.source, {k: v for k, v in job.mapping.columns.items() if k in keep}
     )
-    records = normalise_columns(job.columns, job.count, mapping, today=job.today, where=job.where)
+    records = normalise_columns(
+        job.columns, job.count, mapping, today=job.today, where=job.where, record_ids=job.record_ids
+    )
     fields = tuple(spec for spec in job.context.fields if spec.name in names)
     encoded = encode_fields(records, fields, secret=job.secret, context=job.context)
     wanted = {attribute.field for attribute in job.context.attributes}
@@ -104,7 +107,7 @@ def normalise_and_encode(
         )
         return records, encode_fields(records, context.fields, secret=secret, context=context)
     record_ids = record_ids_of(columns, count, mapping, where)
-    job = _Job(columns, count, mapping, secret, context, today, where)
+    job = _Job(columns, count, mapping, secret, context, today, where, record_ids)
     ours, theirs = _split(columns, mapping)
     global _JOB
     _JOB = job

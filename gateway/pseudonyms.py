@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import secrets
 from pathlib import Path
 
 from keys.errors import InputError
 from policies.clks import PSEUDONYM_BYTES
+
+_PLAIN = re.compile(r'[^",\r\n]*')  # CSV fields that need no quoting
 
 
 class PseudonymMap:
@@ -66,5 +69,9 @@ class PseudonymMap:
             os.fchmod(fd, 0o600)  # O_CREAT's mode does not apply to a stale temporary file
             writer = csv.writer(handle)
             writer.writerow(["pseudonym", "record_id"])
-            writer.writerows(sorted((p, r) for r, p in self.by_record.items()))
+            rows = sorted(zip(self.by_record.values(), self.by_record.keys(), strict=True))
+            if _PLAIN.fullmatch("".join(self.by_record)):  # nothing to quote: write lines as such
+                handle.write("".join(f"{p},{r}\r\n" for p, r in rows))
+            else:
+                writer.writerows(rows)
         tmp.replace(path)

@@ -145,14 +145,17 @@ def normalise_columns(
     today: dt.date,
     strict: bool = False,
     where: str = "input",
+    record_ids: list[str] | None = None,
 ) -> NormalisedRecords:
-    """As :func:`normalise_rows`, over ``count`` rows given column by column.
+    """As :func:`normalise_rows`, over ``count`` rows given column by column (``record_ids``:
+    already checked by the caller).
 
     Each distinct raw value of a column is normalised once: extracts repeat names, dates and
     postcodes.
     """
     empty = [""] * count
-    record_ids = record_ids_of(columns, count, mapping, where)
+    if record_ids is None:
+        record_ids = record_ids_of(columns, count, mapping, where)
     out = NormalisedRecords(record_ids, {}, {})
     for name in (n for n in mapping.columns if n != "record_id"):
         rule = mapping.columns[name]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -66,8 +65,9 @@ def register(commands: Commands) -> None:
     add(
         "--workers",
         type=int,
-        default=min(2, os.cpu_count() or 1),
-        help="processes sharing the fields of a large batch: 1 or 2 (default: 2 where 2 CPUs)",
+        default=1,
+        help="processes sharing the fields of a large batch: 1 (default) or 2, which gains only "
+        "where a second CPU is idle",
     )
     encode.set_defaults(handler=_encode)
 

@@ -153,8 +153,16 @@ def pattern_mining_attack(
     patterns = _learn_positions(bits, seed_bits, ngram, min_seeds)
     if not patterns:
         return [None] * len(bits)
-    names = list(patterns)
     unique, inverse = np.unique(bits, axis=0, return_inverse=True)
+    best = _name_filters(unique, patterns, known, ngram)
+    return [best[i] for i in np.asarray(inverse).reshape(-1).tolist()]
+
+
+def _name_filters(
+    unique: Bits, patterns: dict[str, Bits], known: Counter[str], ngram: int
+) -> list[str | None]:
+    """Steps (3) and (4) of :func:`pattern_mining_attack`, per distinct filter."""
+    names = list(patterns)
     masks = np.stack([patterns[g] for g in names])  # learned n-grams x bits
     observed = ~np.any(masks[None, :, :] & ~unique[:, None, :], axis=2)  # filters x n-grams
     candidates = list(known)
@@ -169,7 +177,7 @@ def pattern_mining_attack(
         top = int(np.argmax(score))
         evidence = bool(row.any()) and int(np.sum(score >= score[top] - 1e-3 + 1e-12)) == 1
         best.append(candidates[top] if evidence else None)
-    return [best[i] for i in np.asarray(inverse).reshape(-1).tolist()]
+    return best
 
 
 def reidentified(guesses: Sequence[object | None], truth: Sequence[object]) -> float:

@@ -119,3 +119,14 @@ def test_blip_is_keyed_per_record_deterministic_near_its_rate_and_spares_missing
     assert len({bytes(row) for row in noisy[10:]}) > count * 0.99  # no two records share noise
     unhardened = BloomEncoder(NAME, KEY)
     assert np.array_equal(unhardened.blip(filters, present, ids), filters)
+
+
+def test_blip_known_answer() -> None:
+    """Pins the BLIP noise construction (gateway/hardening.py, docs/formats.md): a silent change
+    would make re-encoded records carry new noise, which averaging across publications exploits."""
+    spec = FieldSpec("given_name", "given_name", "bloom", bits=64, hashes=4, blip=0.1)
+    encoder = BloomEncoder(spec, bytes(range(32)))
+    filters = encoder.encode_many(["anna", "bob"])
+    assert [bytes(r).hex() for r in filters] == ["028062860080cb64", "c908840612001062"]
+    noisy = encoder.blip(filters, np.array([True, True]), ["kat-1", "kat-2"])
+    assert [bytes(r).hex() for r in noisy] == ["0280668600c4c3a6", "c90880461a001162"]

@@ -3,47 +3,52 @@
 Each token (an n-gram of a name, a part of a date) sets ``hashes`` bits whose positions are
 independent pseudo-random values from HMAC-SHA512 under the field's derived key ("random
 hashing"), never the double-hashing construction whose structure published attacks exploit.
-Positions are cached per token: n-grams repeat heavily across records.
 
-Bits are packed most-significant first (``numpy.packbits`` big-endian order).
+A filter is the OR of its tokens' filters, so a batch is encoded column-wise: each distinct
+value once, each distinct token once (one HMAC per token per batch), and the filters of the
+distinct values assembled with numpy from per-token filters. Bits are packed most-significant
+first (``numpy.packbits`` big-endian order).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import hmac
 import struct
+from collections.abc import Hashable, Sequence
+from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
+from gateway.hardening import blip, salted
+from gateway.tokenise import date_tokens, field_tokens, ngrams, token_ids
 from policies.linkage_schema import FieldSpec
 
 TOKEN_BYTES = 16
 _POSITION = struct.Struct(">I")
+U8 = npt.NDArray[np.uint8]
+MaybeValue = str | dt.date | None
+H = TypeVar("H", bound=Hashable)
+
+__all__ = ["TOKEN_BYTES", "BloomEncoder", "TokenEncoder", "date_tokens", "field_tokens", "ngrams"]
 
 
-def ngrams(text: str, n: int) -> list[str]:
-    """Padded character n-grams: 'ann', 2 -> ['_a', 'an', 'nn', 'n_']."""
-    padded = f"_{text}_"
-    return [padded[i : i + n] for i in range(len(padded) - n + 1)]
+def distinct(values: Sequence[H]) -> tuple[list[H], npt.NDArray[np.int64]]:
+    """Distinct values (None among them when missing) in first-seen order, and each value's
+    index into them."""
+    unique = list(dict.fromkeys(values))
+    lookup = {value: index for index, value in enumerate(unique)}
+    rows = np.fromiter(map(lookup.__getitem__, values), dtype=np.int64, count=len(values))
+    return unique, rows
 
 
-def date_tokens(born: dt.date) -> list[str]:
-    """Year, decade, month, day, and the unordered day/month pair, so that a day/month swap
-    keeps the year and the pair, and a one-year slip keeps the decade."""
-    day, month = f"{born.day:02d}", f"{born.month:02d}"
-    pair = "".join(sorted((day, month)))
-    return [f"y{born.year}", f"c{born.year // 10}", f"m{month}", f"d{day}", f"p{pair}"]
-
-
-def field_tokens(spec: FieldSpec, value: str | dt.date) -> list[str]:
-    """The tokens a normalised value contributes to its field's filter."""
-    if isinstance(value, dt.date):
-        return date_tokens(value)
-    text = value.replace(" ", "") if spec.normalise == "postcode" else value
-    return ngrams(text, spec.ngram)
+def _table(unique: Sequence[object], encoded: U8) -> U8:
+    """Rows for each distinct value: its encoding (``encoded`` holds those of the present
+    values, in order), or zeros for the missing value."""
+    if None not in unique:
+        return encoded
+    return np.insert(encoded, list(unique).index(None), 0, axis=0)
 
 
 class BloomEncoder:
@@ -55,6 +60,7 @@ class BloomEncoder:
         self._cache: dict[str, tuple[int, ...]] = {}
 
     def positions(self, token: str) -> tuple[int, ...]:
+        """The token's bit positions: u32 words of HMAC-SHA512(key, u32(block) || token)."""
         cached = self._cache.get(token)
         if cached is None:
             cached = self._positions(token)
@@ -66,22 +72,70 @@ class BloomEncoder:
         stream, block = b"", 0
         while len(stream) < needed:
             message = block.to_bytes(4, "big") + token.encode("utf-8")
-            stream += hmac.new(self._key, message, hashlib.sha512).digest()
+            stream += hmac.digest(self._key, message, "sha512")
             block += 1
         return tuple(
             _POSITION.unpack_from(stream, 4 * i)[0] % self.spec.bits
             for i in range(self.spec.hashes)
         )
 
-    def encode_many(self, values: list[str | dt.date | None]) -> npt.NDArray[np.uint8]:
-        """Packed filters, one row per value; a missing value gives an all-zero row."""
-        bits = np.zeros((len(values), self.spec.bits), dtype=np.bool_)
-        for row, value in enumerate(values):
-            if value is None:
-                continue
-            for token in field_tokens(self.spec, value):
-                bits[row, list(self.positions(token))] = True
+    def position_matrix(self, tokens: Sequence[str]) -> npt.NDArray[np.int64]:
+        """Positions of many tokens, one row each, as :meth:`positions` computes them."""
+        blocks = -(-4 * self.spec.hashes // 64)  # HMAC-SHA512 gives 64 bytes
+        stream = b"".join(
+            hmac.digest(self._key, block.to_bytes(4, "big") + token.encode("utf-8"), "sha512")
+            for token in tokens
+            for block in range(blocks)
+        )
+        words = np.frombuffer(stream, dtype=">u4").reshape(len(tokens), 16 * blocks)
+        return words[:, : self.spec.hashes].astype(np.int64) % self.spec.bits
+
+    def token_filters(self, tokens: Sequence[str]) -> U8:
+        """Packed filters, one per token, plus a final all-zero row (the padding token)."""
+        bits = np.zeros((len(tokens) + 1, self.spec.bits), dtype=np.bool_)
+        if tokens:
+            rows = np.repeat(np.arange(len(tokens)), self.spec.hashes)
+            bits[rows, self.position_matrix(tokens).ravel()] = True
         return np.packbits(bits, axis=1, bitorder="big")
+
+    def encode_distinct(self, values: Sequence[str | dt.date], salt: str | None = None) -> U8:
+        """Packed filters of present values, one row each; tokens salted when ``salt`` is given."""
+        out = np.zeros((len(values), self.spec.nbytes), dtype=np.uint8)
+        if not values:
+            return out
+        vocabulary, ids = token_ids(self.spec, values)
+        if salt is not None:
+            vocabulary = [salted(token, salt) for token in vocabulary]
+        table = self.token_filters(vocabulary)
+        for slot in range(ids.shape[1]):
+            out |= table[ids[:, slot]]
+        return out
+
+    def encode_many(self, values: Sequence[MaybeValue], salts: Sequence[str] | None = None) -> U8:
+        """Packed filters, one row per value; a missing value gives an all-zero row. With
+        ``salts`` (one per value), each value's tokens are salted with its salt."""
+        if salts is None:
+            unique, index = distinct(values)
+            encoded = self.encode_distinct([v for v in unique if v is not None])
+            return np.ascontiguousarray(_table(unique, encoded)[index])
+        pairs = [None if v is None else (v, s) for v, s in zip(values, salts, strict=True)]
+        unique_pairs, index = distinct(pairs)
+        present = [p for p in unique_pairs if p is not None]
+        return np.ascontiguousarray(_table(unique_pairs, self._encode_salted(present))[index])
+
+    def blip(self, filters: U8, present: npt.NDArray[np.bool_], record_ids: Sequence[str]) -> U8:
+        """The schema's random bit flips (BLIP), keyed per record; see :mod:`gateway.hardening`."""
+        return blip(filters, present, self.spec, self._key, record_ids)
+
+    def _encode_salted(self, pairs: list[tuple[str | dt.date, str]]) -> U8:
+        """Filters of distinct (value, salt) pairs, one vectorised pass per salt."""
+        filters = np.zeros((len(pairs), self.spec.nbytes), dtype=np.uint8)
+        by_salt: dict[str, list[int]] = {}
+        for row, (_, salt) in enumerate(pairs):
+            by_salt.setdefault(salt, []).append(row)
+        for salt, rows in by_salt.items():
+            filters[rows] = self.encode_distinct([pairs[r][0] for r in rows], salt)
+        return filters
 
 
 class TokenEncoder:
@@ -91,11 +145,14 @@ class TokenEncoder:
         self.spec = spec
         self._key = key
 
-    def encode_many(self, values: list[str | dt.date | None]) -> npt.NDArray[np.uint8]:
-        out = np.zeros((len(values), TOKEN_BYTES), dtype=np.uint8)
-        for row, value in enumerate(values):
-            if value is None:
-                continue
-            digest = hmac.new(self._key, str(value).encode("utf-8"), hashlib.sha256).digest()
-            out[row] = np.frombuffer(digest[:TOKEN_BYTES], dtype=np.uint8)
-        return out
+    def encode_distinct(self, values: Sequence[str | dt.date]) -> U8:
+        digests = b"".join(
+            hmac.digest(self._key, str(v).encode("utf-8"), "sha256")[:TOKEN_BYTES] for v in values
+        )
+        return np.frombuffer(digests, dtype=np.uint8).reshape(len(values), TOKEN_BYTES)
+
+    def encode_many(self, values: Sequence[MaybeValue]) -> U8:
+        """Tokens, one row per value; a missing value gives an all-zero row."""
+        unique, index = distinct(values)
+        encoded = self.encode_distinct([v for v in unique if v is not None])
+        return np.ascontiguousarray(_table(unique, encoded)[index])

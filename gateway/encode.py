@@ -6,12 +6,14 @@ attached, each in its declared generalised form. Everything else stays at home.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
+import numpy.typing as npt
 
-from gateway.bloom import BloomEncoder, TokenEncoder
+from gateway.bloom import U8, BloomEncoder, TokenEncoder
 from gateway.generalise import generaliser
+from gateway.hardening import salts_for
 from gateway.pseudonyms import PseudonymMap
 from gateway.records import NormalisedRecords
 from keys import KeyPurpose, LinkageSecret, derive_key
@@ -55,22 +57,55 @@ def _attributes(records: NormalisedRecords, ctx: EncodingContext) -> list[list[s
     )
 
 
-def encode_records(
+@dataclass
+class EncodedColumns:
+    """Encoded fields of a batch: bytes (n, field bytes) and presence (n,) per field name."""
+
+    values: dict[str, U8] = field(default_factory=dict)
+    present: dict[str, npt.NDArray[np.bool_]] = field(default_factory=dict)
+
+    def update(self, other: EncodedColumns) -> None:
+        self.values.update(other.values)
+        self.present.update(other.present)
+
+
+def encode_fields(
     records: NormalisedRecords,
+    fields: tuple[FieldSpec, ...],
     *,
     secret: LinkageSecret,
     context: EncodingContext,
+) -> EncodedColumns:
+    """Encode the given fields of normalised records (a missing field encodes as absent)."""
+    count, out = len(records), EncodedColumns()
+    for spec in fields:
+        column = records.values.get(spec.name, [None] * count)
+        present = np.fromiter((v is not None for v in column), dtype=np.bool_, count=count)
+        encoder = _encoder(spec, secret, context)
+        if isinstance(encoder, BloomEncoder):
+            salts = salts_for(spec, records.values, count)
+            filters = encoder.encode_many(column, salts)
+            out.values[spec.name] = encoder.blip(filters, present, records.record_ids)
+        else:
+            out.values[spec.name] = encoder.encode_many(column)
+        out.present[spec.name] = present
+    return out
+
+
+def assemble_batch(
+    records: NormalisedRecords,
+    encoded: EncodedColumns,
+    *,
+    context: EncodingContext,
     pseudonyms: PseudonymMap,
 ) -> EncodedBatch:
-    """Encode a batch; pseudonyms come from (and are added to) the node's map."""
+    """The batch: pseudonyms from (and added to) the node's map, encoded fields, attributes."""
     count = len(records)
-    raw = b"".join(bytes.fromhex(pseudonyms.pseudonym_for(r)) for r in records.record_ids)
+    raw = pseudonyms.pseudonyms_for(records.record_ids)
     pseudo = np.frombuffer(raw, dtype=np.uint8).reshape(count, PSEUDONYM_BYTES).copy()
-    values, present = {}, np.zeros((count, len(context.fields)), dtype=bool)
+    present = np.zeros((count, len(context.fields)), dtype=bool)
     for index, spec in enumerate(context.fields):
-        column = records.values.get(spec.name, [None] * count)
-        values[spec.name] = _encoder(spec, secret, context).encode_many(column)
-        present[:, index] = [v is not None for v in column]
+        present[:, index] = encoded.present[spec.name]
     return EncodedBatch(
         schema_hash=context.schema.sha256,
         policy_id=context.policy_id,
@@ -80,6 +115,18 @@ def encode_records(
         attribute_names=tuple(a.name for a in context.attributes),
         pseudonyms=pseudo,
         present=present,
-        values=values,
+        values={spec.name: encoded.values[spec.name] for spec in context.fields},
         attributes=_attributes(records, context),
     )
+
+
+def encode_records(
+    records: NormalisedRecords,
+    *,
+    secret: LinkageSecret,
+    context: EncodingContext,
+    pseudonyms: PseudonymMap,
+) -> EncodedBatch:
+    """Encode a batch; pseudonyms come from (and are added to) the node's map."""
+    encoded = encode_fields(records, context.fields, secret=secret, context=context)
+    return assemble_batch(records, encoded, context=context, pseudonyms=pseudonyms)

@@ -23,15 +23,18 @@ def _year(value: Value) -> str:
     return f"{value.year:04d}"
 
 
-def _sector(value: Value) -> str:
-    return postcode_sector(str(value))
+def _sector(value: Value) -> str | None:
+    """A UK postcode's sector; None for a foreign one (no sector is defined for it)."""
+    text = str(value)
+    return postcode_sector(text) if " " in text else None
 
 
-def _district(value: Value) -> str:
-    return postcode_district(str(value))
+def _district(value: Value) -> str | None:
+    text = str(value)
+    return postcode_district(text) if " " in text else None
 
 
-GENERALISATIONS: dict[str, Callable[[Value], str]] = {
+GENERALISATIONS: dict[str, Callable[[Value], str | None]] = {
     "postcode_sector": _sector,
     "postcode_district": _district,
     "month": _month,
@@ -39,7 +42,7 @@ GENERALISATIONS: dict[str, Callable[[Value], str]] = {
 }
 
 
-def generaliser(name: str) -> Callable[[Value], str]:
+def generaliser(name: str) -> Callable[[Value], str | None]:
     """The function for a policy's generalisation name; unknown names are refused."""
     try:
         return GENERALISATIONS[name]

@@ -11,7 +11,8 @@ A mapping file (YAML)::
       sex: {column: gender, codes: {M: M, F: F}}
       event_date: {column: incident_date, format: "%d/%m/%Y"}
 
-A canonical field the agency does not hold is left out. ``format`` is a ``strptime`` format;
+A canonical field the agency does not hold is left out. ``format`` is a ``strptime`` format,
+or a list of them tried in order (``["%d/%m/%Y", "%d-%b-%Y", "%d/%m/%y"]``);
 two-digit years need ``century_pivot`` (yy <= pivot is 20yy, else 19yy). ``codes`` maps the
 agency's sex codes onto M and F.
 """
@@ -45,7 +46,7 @@ ISO_DATE = "%Y-%m-%d"
 @dataclass(frozen=True)
 class ColumnRule:
     column: str
-    format: str = ISO_DATE
+    format: str | tuple[str, ...] = ISO_DATE  # several: the first that fits
     century_pivot: int | None = None
     codes: dict[str, str] | None = None
 
@@ -79,8 +80,11 @@ def _rule(canonical: str, raw: Any, where: str) -> ColumnRule:
             f"{where}: columns.{canonical}.century_pivot must be a whole number 0..99",
             fix="write e.g. `century_pivot: 30`",
         )
-    fmt = str(raw.get("format", ISO_DATE))
-    if "%y" in fmt and pivot is None:
+    given = raw.get("format", ISO_DATE)
+    fmt: str | tuple[str, ...] = (
+        tuple(str(f) for f in given) if isinstance(given, list) and given else str(given)
+    )
+    if any("%y" in f for f in ((fmt,) if isinstance(fmt, str) else fmt)) and pivot is None:
         raise ConfigError(
             f"{where}: columns.{canonical} has a two-digit year format but no century_pivot",
             fix="add e.g. `century_pivot: 30` (yy <= 30 reads as 20yy)",

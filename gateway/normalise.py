@@ -23,9 +23,17 @@ class InvalidValue(InputError):
 
 
 _TITLES = {"mr", "mrs", "ms", "miss", "mx", "dr", "prof", "rev", "sir", "dame", "lord", "lady"}
+_SAINT = {"saint": "st", "ste": "st"}
 _SUFFIXES = {"jr", "jnr", "sr", "snr", "ii", "iii", "iv"}
 _POSTCODE = re.compile(r"^([A-Z]{1,2}[0-9][A-Z0-9]?)([0-9][ABD-HJLNP-UW-Z]{2})$")
-_ADDRESS_WORDS = {
+_NOT_ALPHANUMERIC = re.compile(r"[^a-z0-9]+")
+FLAT_SLASH = re.compile(r"\b(\d+)\s*/\s*(\d+)\b")
+_SPACES = re.compile(r"\s+")
+_FOREIGN_POSTCODE = re.compile(r"[0-9]{3,7}")  # numeric codes: Australia, US ZIP, most of Europe
+_NHS_SEPARATORS = re.compile(r"[\s-]")
+_TEN_DIGITS = re.compile(r"[0-9]{10}")
+_NHS_WEIGHTS = tuple(range(10, 1, -1))
+ADDRESS_WORDS = {
     "rd": "road", "st": "street", "ave": "avenue", "av": "avenue", "ln": "lane",
     "cres": "crescent", "cl": "close", "ct": "court", "gdns": "gardens", "pl": "place",
     "sq": "square", "tce": "terrace", "terr": "terrace", "hse": "house", "apt": "flat",
@@ -36,10 +44,13 @@ EARLIEST_BIRTH = dt.date(1900, 1, 1)
 
 def fold(value: str) -> str:
     """Unicode-fold to lower-case ASCII letters, digits and single spaces (é -> e)."""
-    decomposed = unicodedata.normalize("NFKD", value)
-    ascii_only = "".join(c for c in decomposed if not unicodedata.combining(c))
+    if value.isascii():  # NFKD leaves ASCII unchanged
+        ascii_only = value
+    else:
+        decomposed = unicodedata.normalize("NFKD", value)
+        ascii_only = "".join(c for c in decomposed if not unicodedata.combining(c))
     lowered = ascii_only.lower().replace("'", "").replace("\u2019", "")
-    return " ".join(re.sub(r"[^a-z0-9]+", " ", lowered).split())
+    return " ".join(_NOT_ALPHANUMERIC.sub(" ", lowered).split())
 
 
 @lru_cache(maxsize=1)
@@ -63,16 +74,42 @@ def normalise_given_name(value: str) -> str | None:
 
 
 def normalise_family_name(value: str) -> str | None:
-    """Family name folded, suffixes dropped, hyphens and spaces joined (Smith-Jones: smithjones)."""
-    words = [w for w in _words(value) if w not in _SUFFIXES]
+    """Family name folded, suffixes dropped, hyphens and spaces joined (Smith-Jones: smithjones),
+    'Saint' written 'st' (Saint John and St. John: stjohn)."""
+    words = [_SAINT.get(w, w) for w in _words(value) if w not in _SUFFIXES]
     return "".join(words) or None
 
 
-def parse_date(value: str, fmt: str = "%Y-%m-%d", *, century_pivot: int | None = None) -> dt.date:
-    """Parse a date in the given strptime format; two-digit years follow ``century_pivot``."""
+ISO_FORMAT = "%Y-%m-%d"
+
+
+def _parse_iso(text: str) -> dt.date | None:
+    """Fast path for the commonest format: exactly YYYY-MM-DD in ASCII digits (None otherwise,
+    and strptime decides); strptime would accept and reject the same strings."""
+    if len(text) == 10 and text.isascii() and text[4] == text[7] == "-":
+        return dt.date.fromisoformat(text)
+    return None
+
+
+def parse_date(
+    value: str, fmt: str | tuple[str, ...] = "%Y-%m-%d", *, century_pivot: int | None = None
+) -> dt.date:
+    """Parse a date in the given strptime format, or the first of several that fits (an agency
+    column may mix '12/03/1980' and '12-Mar-1980'); two-digit years follow ``century_pivot``."""
+    formats = (fmt,) if isinstance(fmt, str) else fmt
+    for one in formats[:-1]:
+        try:
+            return _parse_one(value, one, century_pivot)
+        except InvalidValue:
+            continue
+    return _parse_one(value, formats[-1], century_pivot)
+
+
+def _parse_one(value: str, fmt: str, century_pivot: int | None) -> dt.date:
     text = value.strip()
     try:
-        parsed = dt.datetime.strptime(text, fmt).date()
+        parsed = _parse_iso(text) if fmt == ISO_FORMAT else None
+        parsed = parsed or dt.datetime.strptime(text, fmt).date()
     except ValueError:
         raise InvalidValue(
             "a date does not match the mapped format", fix="fix the format"
@@ -87,7 +124,11 @@ def parse_date(value: str, fmt: str = "%Y-%m-%d", *, century_pivot: int | None =
 
 
 def normalise_birth_date(
-    value: str, fmt: str = "%Y-%m-%d", *, century_pivot: int | None = None, today: dt.date
+    value: str,
+    fmt: str | tuple[str, ...] = "%Y-%m-%d",
+    *,
+    century_pivot: int | None = None,
+    today: dt.date,
 ) -> dt.date | None:
     """A date of birth; impossible ones (future, before 1900) are invalid."""
     if not value.strip():
@@ -110,13 +151,26 @@ def normalise_sex(value: str, codes: dict[str, str] | None = None) -> str | None
 
 def normalise_postcode(value: str) -> str | None:
     """A UK postcode in canonical form ('SB3 2DL'); a wrong shape is invalid."""
-    compact = re.sub(r"\s+", "", value).upper()
+    compact = _SPACES.sub("", value).upper()
     if not compact:
         return None
     match = _POSTCODE.match(compact)
     if not match:
         raise InvalidValue("a postcode is not a valid UK postcode", fix="check it")
     return f"{match.group(1)} {match.group(2)}"
+
+
+def normalise_postcode_or_foreign(value: str) -> tuple[str | None, bool]:
+    """A UK postcode in canonical form, or else a numeric foreign one (3-7 digits, e.g. an
+    Australian '4061') as its compact form: (value, is_uk). A foreign postcode stays usable for
+    linkage and is reported apart; anything else that fails the UK check is invalid."""
+    try:
+        return normalise_postcode(value), True
+    except InvalidValue:
+        compact = _SPACES.sub("", value).upper()
+        if _FOREIGN_POSTCODE.fullmatch(compact):
+            return compact, False
+        raise
 
 
 def postcode_sector(postcode: str) -> str:
@@ -131,15 +185,20 @@ def postcode_district(postcode: str) -> str:
 
 def normalise_address(value: str) -> str | None:
     """Folded address with common abbreviations spelt out; '3/22' reads as 'flat 3 22'."""
-    text = re.sub(r"\b(\d+)\s*/\s*(\d+)\b", r"flat \1 \2", value)
-    words = [_ADDRESS_WORDS.get(w, w) for w in fold(text).split()]
+    text = FLAT_SLASH.sub(r"flat \1 \2", value) if "/" in value else value
+    return address_from_words(fold(text).split())
+
+
+def address_from_words(folded_words: list[str]) -> str | None:
+    """Abbreviations spelt out, a repeated 'flat' once, joined; None when nothing is left."""
+    words = [ADDRESS_WORDS.get(w, w) for w in folded_words]
     deduplicated = [w for i, w in enumerate(words) if not (w == "flat" and i and words[i - 1] == w)]
     return " ".join(deduplicated) or None
 
 
 def nhs_check_digit_ok(digits: str) -> bool:
     """The NHS number modulus-11 check."""
-    total = sum(int(d) * w for d, w in zip(digits[:9], range(10, 1, -1), strict=True))
+    total = sum(map(int.__mul__, map(int, digits[:9]), _NHS_WEIGHTS))
     check = 11 - total % 11
     check = 0 if check == 11 else check
     return check != 10 and check == int(digits[9])
@@ -147,9 +206,9 @@ def nhs_check_digit_ok(digits: str) -> bool:
 
 def normalise_nhs_number(value: str) -> str | None:
     """Ten digits passing the mod-11 check; spaces and dashes ignored."""
-    digits = re.sub(r"[\s-]", "", value)
+    digits = _NHS_SEPARATORS.sub("", value)
     if not digits:
         return None
-    if not (re.fullmatch(r"[0-9]{10}", digits) and nhs_check_digit_ok(digits)):  # ASCII only
+    if not (_TEN_DIGITS.fullmatch(digits) and nhs_check_digit_ok(digits)):  # ASCII only
         raise InvalidValue("an NHS number fails the format or mod-11 check", fix="check it")
     return digits

@@ -6,13 +6,17 @@ Shared by the offline ``placelink encode`` command and the gateway node's public
 from __future__ import annotations
 
 import datetime as dt
+import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from gateway.encode import EncodingContext, encode_records
+from gateway.encode import EncodingContext, assemble_batch
 from gateway.mapping import ColumnMapping, canonical_mapping, load_mapping
+from gateway.parallel import normalise_and_encode
 from gateway.pseudonyms import PseudonymMap
-from gateway.records import FieldReport, check_header, normalise_rows, read_csv_rows
+from gateway.records import FieldReport, check_header, normalise_columns, read_csv_columns
 from keys import LinkageSecret
 from keys.errors import InputError
 from policies.clks import EncodedBatch, dump_clks
@@ -54,6 +58,19 @@ def context_without_policy(schema: LinkageSchema, *, policy_id: str, epoch: int)
     return EncodingContext(schema, policy_id, "unversioned", epoch, schema.fields, ())
 
 
+@contextmanager
+def cyclic_gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while building large tables of acyclic objects
+    (strings, lists of strings); it would otherwise scan them again and again."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def encode_csv(
     input_path: Path,
     *,
@@ -63,22 +80,58 @@ def encode_csv(
     mapping_path: Path | None = None,
     strict: bool = False,
     today: dt.date | None = None,
+    workers: int = 1,
 ) -> EncodeResult:
-    """Read one CSV through its mapping (identity for canonical CSVs) and encode it."""
-    header, rows = read_csv_rows(input_path)
-    mapping: ColumnMapping = (
-        load_mapping(mapping_path) if mapping_path else canonical_mapping(input_path.stem, header)
-    )
-    if "record_id" not in mapping.columns:
-        raise_missing_record_id(input_path)
-    check_header(header, mapping, str(input_path))
-    records = normalise_rows(
-        rows, mapping, today=today or dt.date.today(), strict=strict, where=str(input_path)
-    )
-    batch = encode_records(records, secret=secret, context=context, pseudonyms=pseudonyms)
-    return EncodeResult(
-        batch=batch, report=records.report, source=mapping.source or input_path.stem
-    )
+    """Read one CSV through its mapping (identity for canonical CSVs) and encode it; with
+    ``workers=2`` two processes share the fields (same bytes, see :mod:`gateway.parallel`)."""
+    with cyclic_gc_paused():
+        header, columns = read_csv_columns(input_path)
+        mapping: ColumnMapping = (
+            load_mapping(mapping_path)
+            if mapping_path
+            else canonical_mapping(input_path.stem, header)
+        )
+        if "record_id" not in mapping.columns:
+            raise_missing_record_id(input_path)
+        check_header(header, mapping, str(input_path))
+        count = len(next(iter(columns.values()), []))
+        records, encoded = normalise_and_encode(
+            columns,
+            count,
+            mapping,
+            secret=secret,
+            context=context,
+            today=today or dt.date.today(),
+            strict=strict,
+            where=str(input_path),
+            workers=workers,
+        )
+        batch = assemble_batch(records, encoded, context=context, pseudonyms=pseudonyms)
+        return EncodeResult(
+            batch=batch, report=records.report, source=mapping.source or input_path.stem
+        )
+
+
+def check_csv(
+    input_path: Path, *, mapping_path: Path | None = None, today: dt.date | None = None
+) -> tuple[int, dict[str, FieldReport]]:
+    """Read and normalise one CSV through its mapping, encoding nothing: the record count and
+    each field's report (valid, foreign-but-usable, invalid, missing, first invalid rows)."""
+    with cyclic_gc_paused():
+        header, columns = read_csv_columns(input_path)
+        mapping = (
+            load_mapping(mapping_path)
+            if mapping_path
+            else canonical_mapping(input_path.stem, header)
+        )
+        if "record_id" not in mapping.columns:
+            raise_missing_record_id(input_path)
+        check_header(header, mapping, str(input_path))
+        count = len(next(iter(columns.values()), []))
+        records = normalise_columns(
+            columns, count, mapping, today=today or dt.date.today(), where=str(input_path)
+        )
+    return count, records.report
 
 
 def raise_missing_record_id(path: Path) -> None:
@@ -97,6 +150,7 @@ def encode_file(
     mapping_path: Path | None = None,
     strict: bool = False,
     today: dt.date | None = None,
+    workers: int = 1,
 ) -> EncodeResult:
     """The offline ``encode``: writes OUTPUT (.clks) and OUTPUT.ids (kept at the agency)."""
     ids_path = output_path.with_name(output_path.name + ".ids")
@@ -109,6 +163,7 @@ def encode_file(
         mapping_path=mapping_path,
         strict=strict,
         today=today,
+        workers=workers,
     )
     tmp = output_path.with_name(output_path.name + ".tmp")
     tmp.write_bytes(dump_clks(result.batch))

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import secrets
 from pathlib import Path
 
 from keys.errors import InputError
 from policies.clks import PSEUDONYM_BYTES
+
+_PLAIN = re.compile(r'[^",\r\n]*')  # CSV fields that need no quoting
 
 
 class PseudonymMap:
@@ -43,6 +46,18 @@ class PseudonymMap:
             self.by_record[record_id] = existing
         return existing
 
+    def pseudonyms_for(self, record_ids: list[str]) -> bytes:
+        """The pseudonyms of many records, raw and concatenated (new ones drawn in one go)."""
+        fresh = [r for r in dict.fromkeys(record_ids) if r not in self.by_record]
+        pool = secrets.token_bytes(PSEUDONYM_BYTES * len(fresh))
+        hexed, width = pool.hex(), 2 * PSEUDONYM_BYTES
+        self.by_record.update(
+            (record_id, hexed[i * width : (i + 1) * width]) for i, record_id in enumerate(fresh)
+        )
+        if len(fresh) == len(record_ids):  # all new and distinct: the pool is the answer
+            return pool
+        return bytes.fromhex("".join(map(self.by_record.__getitem__, record_ids)))
+
     def record_for(self) -> dict[str, str]:
         return {pseudonym: record_id for record_id, pseudonym in self.by_record.items()}
 
@@ -54,6 +69,9 @@ class PseudonymMap:
             os.fchmod(fd, 0o600)  # O_CREAT's mode does not apply to a stale temporary file
             writer = csv.writer(handle)
             writer.writerow(["pseudonym", "record_id"])
-            for record_id, pseudonym in sorted(self.by_record.items(), key=lambda kv: kv[1]):
-                writer.writerow([pseudonym, record_id])
+            rows = sorted(zip(self.by_record.values(), self.by_record.keys(), strict=True))
+            if _PLAIN.fullmatch("".join(self.by_record)):  # nothing to quote: write lines as such
+                handle.write("".join(f"{p},{r}\r\n" for p, r in rows))
+            else:
+                writer.writerows(rows)
         tmp.replace(path)

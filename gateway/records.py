@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gateway.columns import COLUMN_NORMALISERS, Invalid
 from gateway.mapping import DATE_FIELDS, ColumnMapping, ColumnRule
 from gateway.normalise import (
     InvalidValue,
@@ -20,7 +21,7 @@ from gateway.normalise import (
     normalise_family_name,
     normalise_given_name,
     normalise_nhs_number,
-    normalise_postcode,
+    normalise_postcode_or_foreign,
     normalise_sex,
     parse_date,
 )
@@ -37,6 +38,7 @@ class FieldReport:
     invalid: int = 0
     missing: int = 0
     first_invalid_rows: list[int] = field(default_factory=list)
+    unverified: int = 0  # of the valid: usable, but failing the UK check (a foreign postcode)
 
     @property
     def validity(self) -> float:
@@ -83,7 +85,6 @@ def _normalise(canonical: str, raw: str, rule: ColumnRule, today: dt.date) -> No
     simple = {
         "given_name": normalise_given_name,
         "family_name": normalise_family_name,
-        "postcode": normalise_postcode,
         "address": normalise_address,
         "nhs_number": normalise_nhs_number,
     }
@@ -99,8 +100,30 @@ def check_header(header: list[str], mapping: ColumnMapping, where: str) -> None:
         )
 
 
+Columns = Mapping[str, Sequence[str]]
+
+
+def read_csv_columns(path: Path) -> tuple[list[str], dict[str, list[str]]]:
+    """Header and columns of a CSV file (UTF-8, with or without BOM); blank lines are skipped,
+    short rows padded with empty values, extra values ignored."""
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as handle:
+            reader = csv.reader(handle)
+            header = next(reader, [])
+            width = len(header)
+            rows = [r if len(r) == width else (r + [""] * width)[:width] for r in reader if r]
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror}", fix="check the path") from None
+    except (UnicodeDecodeError, csv.Error):
+        raise InputError(
+            f"{path} is not a readable UTF-8 CSV file", fix="export it as CSV in UTF-8"
+        ) from None
+    transposed = list(zip(*rows, strict=True)) if rows else [() for _ in header]
+    return header, {name: list(values) for name, values in zip(header, transposed, strict=True)}
+
+
 def normalise_rows(
-    rows: Iterator[dict[str, str]],
+    rows: Iterable[dict[str, str]],
     mapping: ColumnMapping,
     *,
     today: dt.date,
@@ -108,52 +131,112 @@ def normalise_rows(
     where: str = "input",
 ) -> NormalisedRecords:
     """Normalise every mapped field of every row; see the module docstring for invalid values."""
-    fields = [name for name in mapping.columns if name != "record_id"]
-    out = NormalisedRecords([], {name: [] for name in fields}, {n: FieldReport() for n in fields})
-    id_rule = mapping.columns["record_id"]
+    table = list(rows)
+    wanted = {rule.column for rule in mapping.columns.values()}
+    columns = {column: [row.get(column) or "" for row in table] for column in wanted}
+    return normalise_columns(columns, len(table), mapping, today=today, strict=strict, where=where)
+
+
+def normalise_columns(
+    columns: Columns,
+    count: int,
+    mapping: ColumnMapping,
+    *,
+    today: dt.date,
+    strict: bool = False,
+    where: str = "input",
+    record_ids: list[str] | None = None,
+) -> NormalisedRecords:
+    """As :func:`normalise_rows`, over ``count`` rows given column by column (``record_ids``:
+    already checked by the caller).
+
+    Each distinct raw value of a column is normalised once: extracts repeat names, dates and
+    postcodes.
+    """
+    empty = [""] * count
+    if record_ids is None:
+        record_ids = record_ids_of(columns, count, mapping, where)
+    out = NormalisedRecords(record_ids, {}, {})
+    for name in (n for n in mapping.columns if n != "record_id"):
+        rule = mapping.columns[name]
+        raw = columns.get(rule.column, empty)
+        out.values[name], out.report[name] = normalise_column(name, raw, rule, today)
+    enforce_strict(out.report, strict, where)
+    return out
+
+
+def record_ids_of(columns: Columns, count: int, mapping: ColumnMapping, where: str) -> list[str]:
+    """Record IDs; an empty or repeated one is refused, naming its row (the header is row 1)."""
+    column = columns.get(mapping.columns["record_id"].column, [""] * count)
+    ids = [value.strip() for value in column]
+    if "" not in ids and len(set(ids)) == len(ids):
+        return ids
     seen: set[str] = set()
-    for number, row in enumerate(rows, start=2):
-        record_id = (row.get(id_rule.column) or "").strip()
+    for number, record_id in enumerate(ids, start=2):
         if not record_id or record_id in seen:
             raise InputError(
                 f"{where}, row {number}: the record ID is empty or repeated",
                 fix="give every row a unique value in the record ID column",
             )
         seen.add(record_id)
-        out.record_ids.append(record_id)
-        for name in fields:
-            out.values[name].append(
-                _field_value(out.report[name], name, row, mapping, today, number)
-            )
-    _enforce_strict(out.report, strict, where)
+    raise AssertionError("unreachable: a repeat was detected but not found")
+
+
+@dataclass
+class _Distinct:
+    """Canonical form of each distinct raw value (None when invalid), the invalid ones, and
+    the usable ones that fail the UK check."""
+
+    canonical: dict[str, NormalValue] = field(default_factory=dict)
+    invalid: set[str] = field(default_factory=set)
+    unverified: set[str] = field(default_factory=set)
+
+
+def _normalise_distinct(
+    name: str, distinct: list[str], rule: ColumnRule, today: dt.date
+) -> _Distinct:
+    out = _Distinct()
+    column_normaliser = COLUMN_NORMALISERS.get(name)
+    if column_normaliser is not None:
+        for value, result in zip(distinct, column_normaliser(distinct), strict=True):
+            out.canonical[value] = None if isinstance(result, Invalid) else result
+            if isinstance(result, Invalid):
+                out.invalid.add(value)
+        return out
+    for value in distinct:
+        try:
+            if name == "postcode":
+                out.canonical[value], uk = normalise_postcode_or_foreign(value)
+                if not uk:
+                    out.unverified.add(value)
+            else:
+                out.canonical[value] = _normalise(name, value, rule, today)
+        except InvalidValue:
+            out.canonical[value] = None
+            out.invalid.add(value)
     return out
 
 
-def _field_value(
-    report: FieldReport,
-    name: str,
-    row: dict[str, str],
-    mapping: ColumnMapping,
-    today: dt.date,
-    number: int,
-) -> NormalValue:
-    rule = mapping.columns[name]
-    raw = row.get(rule.column) or ""
-    try:
-        value = _normalise(name, raw, rule, today)
-    except InvalidValue:
-        report.invalid += 1
-        if len(report.first_invalid_rows) < 5:
-            report.first_invalid_rows.append(number)
-        return None
-    if value is None:
-        report.missing += 1
-    else:
-        report.valid += 1
-    return value
+def normalise_column(
+    name: str, raw: Sequence[str], rule: ColumnRule, today: dt.date
+) -> tuple[list[NormalValue], FieldReport]:
+    """One field's normalised values (invalid ones as missing) and its report."""
+    found = _normalise_distinct(name, list(dict.fromkeys(raw)), rule, today)
+    canonical, invalid = found.canonical, found.invalid
+    values = list(map(canonical.__getitem__, raw))
+    report = FieldReport()
+    if invalid:
+        invalid_rows = [i for i, value in enumerate(raw) if value in invalid]
+        report.invalid = len(invalid_rows)
+        report.first_invalid_rows = [i + 2 for i in invalid_rows[:5]]  # the header is row 1
+    if found.unverified:
+        report.unverified = sum(1 for value in raw if value in found.unverified)
+    empty = values.count(None)
+    report.missing, report.valid = empty - report.invalid, len(values) - empty
+    return values, report
 
 
-def _enforce_strict(report: dict[str, FieldReport], strict: bool, where: str) -> None:
+def enforce_strict(report: dict[str, FieldReport], strict: bool, where: str) -> None:
     bad = [name for name, counts in report.items() if counts.invalid]
     if strict and bad:
         rows = sorted({r for name in bad for r in report[name].first_invalid_rows})
@@ -164,4 +247,16 @@ def _enforce_strict(report: dict[str, FieldReport], strict: bool, where: str) ->
         )
 
 
-__all__ = ["DATE_FIELDS", "FieldReport", "NormalisedRecords", "normalise_rows", "read_csv_rows"]
+__all__ = [
+    "DATE_FIELDS",
+    "Columns",
+    "FieldReport",
+    "NormalValue",
+    "NormalisedRecords",
+    "enforce_strict",
+    "normalise_columns",
+    "normalise_rows",
+    "read_csv_columns",
+    "read_csv_rows",
+    "record_ids_of",
+]

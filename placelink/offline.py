@@ -30,6 +30,7 @@ def encode_command(
     epoch: int | None,
     policy_path: Path | None,
     strict: bool,
+    workers: int = 1,
 ) -> EncodeResult:
     """Encode one CSV to a .clks file and its local .ids map (epoch: the secret file's)."""
     import datetime as dt
@@ -50,6 +51,7 @@ def encode_command(
         context=context,
         mapping_path=mapping_path,
         strict=strict,
+        workers=workers,
     )
 
 

@@ -96,7 +96,7 @@ def dump_clks(batch: EncodedBatch) -> bytes:
     parts = [batch.pseudonyms.astype(np.uint8), batch.present.astype(np.uint8)]
     parts += [batch.values[f.name].astype(np.uint8) for f in batch.fields]
     records = np.ascontiguousarray(np.hstack(parts)) if len(batch) else np.zeros(0, np.uint8)
-    table = canonical_json(batch.attributes)
+    table = _attribute_table(batch)
     return b"".join(
         [
             _PREFIX.pack(MAGIC, FORMAT_VERSION, len(header)),
@@ -106,6 +106,14 @@ def dump_clks(batch: EncodedBatch) -> bytes:
             table,
         ]
     )
+
+
+def _attribute_table(batch: EncodedBatch) -> bytes:
+    """The canonical JSON attribute table; without attributes every row is [] (written
+    directly: the same bytes, without canonicalising a list per record)."""
+    if not batch.attribute_names and all(not row for row in batch.attributes):
+        return b"[" + b",".join([b"[]"] * len(batch.attributes)) + b"]"
+    return canonical_json(batch.attributes)
 
 
 def _bad(what: str) -> InputError:

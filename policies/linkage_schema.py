@@ -8,6 +8,7 @@ compares) read it, and neither may import the other.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -19,6 +20,8 @@ from policies.canonical import canonical_sha256
 
 Encoding = Literal["bloom", "token"]
 NORMALISERS = ("given_name", "family_name", "date", "sex", "postcode", "address", "nhs_number")
+SALTS = ("birth_year", "birth_date")  # stable attributes a Bloom field's tokens may be salted with
+MAX_BLIP = 0.25
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,13 @@ class FieldSpec:
     ngram: int = 2
     bits: int = 0
     hashes: int = 0
+    salt: str | None = None  # hardening: tokens salted with this stable attribute
+    blip: float = 0.0  # hardening: each bit flipped with this probability (BLIP)
+
+    @property
+    def blip_epsilon(self) -> float | None:
+        """Differential-privacy epsilon of BLIP per bit, ln((1 - p) / p); None without BLIP."""
+        return math.log((1 - self.blip) / self.blip) if self.blip else None
 
     @property
     def nbytes(self) -> int:
@@ -79,20 +89,42 @@ def _parse_field(name: str, raw: Any, where: str) -> FieldSpec:
             ngram=int(raw.get("ngram", 2)),
             bits=int(raw.get("bits", 0)),
             hashes=int(raw.get("hashes", 0)),
+            salt=None if raw.get("salt") is None else str(raw["salt"]),
+            blip=float(raw.get("blip", 0.0)),
         )
     except (TypeError, ValueError):
         raise ConfigError(
-            f"{where}: field {name!r} has a non-numeric ngram, bits or hashes",
+            f"{where}: field {name!r} has a non-numeric ngram, bits, hashes or blip",
             fix="write whole numbers, e.g. ngram: 2, bits: 256, hashes: 20",
         ) from None
     if not 1 <= spec.ngram <= 4:
         raise ConfigError(f"{where}: field {name!r} has ngram outside 1..4", fix="use ngram: 2")
+    _check_hardening(spec, where)
     if encoding == "bloom" and (spec.bits <= 0 or spec.bits % 64 or spec.hashes <= 0):
         raise ConfigError(
             f"{where}: Bloom field {name!r} needs bits (a multiple of 64) and hashes > 0",
             fix="set e.g. bits: 256 and hashes: 20",
         )
     return spec
+
+
+def _check_hardening(spec: FieldSpec, where: str) -> None:
+    hardened = spec.salt is not None or spec.blip != 0.0
+    if hardened and spec.encoding != "bloom":
+        raise ConfigError(
+            f"{where}: field {spec.name!r} is a token field; salt and blip harden Bloom fields",
+            fix="remove salt and blip from the field, or make it a Bloom field",
+        )
+    if spec.salt is not None and spec.salt not in SALTS:
+        raise ConfigError(
+            f"{where}: field {spec.name!r} has an unknown salt {spec.salt!r}",
+            fix=f"use one of {', '.join(SALTS)}",
+        )
+    if not (math.isfinite(spec.blip) and 0.0 <= spec.blip <= MAX_BLIP):
+        raise ConfigError(
+            f"{where}: field {spec.name!r} has blip outside 0..{MAX_BLIP}",
+            fix="write a flip probability such as blip: 0.02 (0 turns it off)",
+        )
 
 
 def parse_schema(document: Any, *, where: str = "linkage schema") -> LinkageSchema:

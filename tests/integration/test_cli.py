@@ -4,6 +4,7 @@ through the real console entry point, with exit codes 0 ok, 1 failure, 2 usage."
 from __future__ import annotations
 
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -112,3 +113,17 @@ def test_keys_secret_new_writes_a_private_key_file(
     assert (workdir / "new.secret").stat().st_mode & 0o777 == 0o600
     again = placelink("keys", "secret", "new", "--output", "new.secret", cwd=workdir)
     assert again.returncode == 1
+
+
+def test_gateway_check_reports_per_field_validity_and_encodes_nothing(workdir: Path) -> None:
+    before = sorted(p.name for p in workdir.iterdir())
+    result = placelink("gateway", "check", "--input", "police.csv", cwd=workdir)
+    assert result.returncode == 0, result.stderr
+    assert "validity" in result.stdout and "postcode" in result.stdout
+    as_json = placelink("gateway", "check", "--input", "police.csv", "--json", cwd=workdir)
+    report = json.loads(as_json.stdout)
+    assert report["records"] == len(_csv_rows(workdir / "police.csv"))
+    assert set(report["fields"]["postcode"]) >= {"valid", "invalid", "unverified", "validity"}
+    assert sorted(p.name for p in workdir.iterdir()) == before
+    missing = placelink("gateway", "check", "--input", "absent.csv", cwd=workdir)
+    assert missing.returncode == 1 and "fix:" in missing.stderr

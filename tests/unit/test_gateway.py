@@ -765,3 +765,43 @@ def test_an_unknown_generalisation_is_refused(town: Town) -> None:
             context=bad,
             pseudonyms=PseudonymMap(),
         )
+
+
+# --- foreign postcodes, date format lists, the check report ------------------------------------
+
+
+def test_a_foreign_postcode_is_reported_usable_and_released_as_no_area(town: Town) -> None:
+    rows = [_row("r1", postcode="4061"), _row("r2", postcode="SB3 2DL"), _row("r3", postcode="x")]
+    records = normalise_rows(iter(rows), canonical_mapping("t", HEADER), today=TODAY)
+    assert records.values["postcode"] == ["4061", "SB3 2DL", None]
+    report = records.report["postcode"]
+    assert (report.valid, report.unverified, report.invalid) == (2, 1, 1)
+    context = context_for_policy(_example_policy(), default_schema(), epoch=0, today=IN_FORCE)
+    batch = encode_records(records, secret=new_secret(), context=context, pseudonyms=PseudonymMap())
+    assert batch.attribute_column("area") == [None, "SB3 2", None]
+    assert batch.present[:, 4].tolist() == [True, True, False]
+
+
+def test_a_mapping_may_list_several_date_formats() -> None:
+    columns = {
+        "record_id": "ref",
+        "date_of_birth": {"column": "dob", "format": ["%d/%m/%Y", "%d-%b-%Y"]},
+    }
+    mapping = parse_mapping({"columns": columns})
+    rows = [{"ref": "a", "dob": "12/03/1980"}, {"ref": "b", "dob": "12-Mar-1980"}]
+    records = normalise_rows(iter(rows), mapping, today=TODAY)
+    assert records.values["date_of_birth"] == [dt.date(1980, 3, 12)] * 2
+    with pytest.raises(ConfigError, match="century_pivot"):
+        parse_mapping({"columns": {**columns, "date_of_birth": {"column": "d", "format": ["%y"]}}})
+
+
+def test_check_csv_reports_without_encoding(tmp_path: Path) -> None:
+    from gateway.pipeline import check_csv
+
+    source = tmp_path / "a.csv"
+    write_canonical_csv([_row("r1", postcode="4061"), _row("r2", nhs_number="1234567890")], source)
+    count, report = check_csv(source, today=TODAY)
+    assert count == 2
+    assert report["postcode"].unverified == 1 and report["nhs_number"].invalid == 1
+    assert report["nhs_number"].first_invalid_rows == [3]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.csv"]

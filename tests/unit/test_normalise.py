@@ -22,6 +22,7 @@ from gateway.normalise import (
     normalise_given_name,
     normalise_nhs_number,
     normalise_postcode,
+    normalise_postcode_or_foreign,
     normalise_sex,
     parse_date,
     postcode_district,
@@ -145,6 +146,9 @@ def test_given_name_examples(raw: str, expected: str | None) -> None:
         ("Mrs Smith", "smith"),
         ("Brontë", "bronte"),
         ("Ó Briain", "obriain"),
+        ("Saint John", "stjohn"),
+        ("St. John", "stjohn"),
+        ("ffrench-Mullen", "ffrenchmullen"),
         ("", None),
         ("Jnr", None),
     ],
@@ -506,3 +510,40 @@ def test_address_normalisation_is_folded_and_idempotent(value: str) -> None:
         return
     assert FOLDED.match(once)
     assert normalise_address(once) == once
+
+
+# --- foreign postcodes and several date formats ---------------------------------------------------
+
+
+@settings(max_examples=100, deadline=None)
+@given(outward=OUTWARD, inward=INWARD, digits=st.from_regex(r"\A[0-9]{3,7}\Z"))
+def test_uk_postcodes_are_uk_and_numeric_foreign_ones_stay_usable(
+    outward: str, inward: str, digits: str
+) -> None:
+    assert normalise_postcode_or_foreign(f"{outward} {inward}") == (f"{outward} {inward}", True)
+    assert normalise_postcode_or_foreign(f" {digits} ") == (digits, False)
+
+
+@pytest.mark.parametrize("raw", ["SB3 2D", "QQ99 ZZZ", "12", "12345678", "AB-1234", "٤٠٦١"])
+def test_values_neither_uk_nor_numeric_foreign_postcodes_are_invalid(raw: str) -> None:
+    with pytest.raises(InvalidValue) as caught:
+        normalise_postcode_or_foreign(raw)
+    assert raw not in str(caught.value)
+
+
+MIXED_FORMATS = ("%d/%m/%Y", "%d-%b-%Y", "%Y%m%d", "%d %B %Y")
+
+
+@settings(max_examples=100, deadline=None)
+@given(born=BIRTH_DATES, fmt=st.sampled_from(MIXED_FORMATS))
+def test_a_column_may_mix_the_formats_its_mapping_lists(born: dt.date, fmt: str) -> None:
+    assert normalise_birth_date(born.strftime(fmt), MIXED_FORMATS, today=TODAY) == born
+
+
+def test_several_formats_keep_the_century_pivot_and_reject_what_none_fits() -> None:
+    formats = ("%d/%m/%Y", "%d/%m/%y")
+    assert parse_date("01/02/1968", formats, century_pivot=30) == dt.date(1968, 2, 1)
+    assert parse_date("01/02/68", formats, century_pivot=30) == dt.date(1968, 2, 1)
+    assert parse_date("01/02/29", formats, century_pivot=30) == dt.date(2029, 2, 1)
+    with pytest.raises(InvalidValue):
+        parse_date("1968-02-01", formats, century_pivot=30)

@@ -20,9 +20,10 @@ from gateway.mapping import canonical_mapping
 from gateway.pipeline import context_without_policy
 from gateway.pseudonyms import PseudonymMap
 from gateway.records import normalise_rows
-from gateway.schema import default_schema
+from gateway.schema import default_schema, hardened_schema
 from keys import KeyPurpose, LinkageSecret, derive_key
 from policies.clks import dump_clks, load_clks
+from policies.linkage_schema import LinkageSchema
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors"
 TEST_SECRET_HEX = bytes(range(32)).hex()
@@ -34,14 +35,20 @@ def _load(name: str) -> dict[str, Any]:
 
 
 DERIVE = _load("derive-v1.json")
-ENCODING = _load("encoding-v1.json")
+ENCODING = _load("encoding-v1.json")  # the shipped default schema (version 1)
+ENCODING_V2 = _load("encoding-v2.json")  # the shipped hardened schema (version 2, salted names)
+ENCODINGS = {"v1": ENCODING, "v2": ENCODING_V2}
+
+
+def _schema(version: str) -> LinkageSchema:
+    return hardened_schema() if version == "v2" else default_schema()
 
 
 def test_vectors_are_marked_as_test_only() -> None:
     readme = (VECTORS / "README.md").read_text(encoding="utf-8")
     assert "TEST secret" in readme
     assert "Never use" in readme
-    for document in (DERIVE, ENCODING):
+    for document in (DERIVE, ENCODING, ENCODING_V2):
         assert "TEST" in document["_note"]
         assert "Never use" in document["_note"]
         assert document["test_secret_hex"] == TEST_SECRET_HEX
@@ -72,23 +79,25 @@ def test_derive_vectors_cover_both_purposes_and_distinct_keys() -> None:
 
 def test_default_schema_hash_matches_the_vector() -> None:
     assert default_schema().sha256 == ENCODING["schema_sha256"]
+    assert hardened_schema().sha256 == ENCODING_V2["schema_sha256"]
 
 
-def _encode_vector_records() -> tuple[Any, list[str]]:
-    schema = default_schema()
-    context = ENCODING["context"]
+def _encode_vector_records(version: str = "v1") -> tuple[Any, list[str]]:
+    vectors = ENCODINGS[version]
+    schema = _schema(version)
+    context = vectors["context"]
     ctx = context_without_policy(schema, policy_id=context["policy_id"], epoch=context["epoch"])
-    rows = [dict(record["input"]) for record in ENCODING["records"]]
+    rows = [dict(record["input"]) for record in vectors["records"]]
     header = list(rows[0])
     records = normalise_rows(
         iter(rows),
         canonical_mapping(context["policy_id"], header),
-        today=dt.date.fromisoformat(ENCODING["today"]),
+        today=dt.date.fromisoformat(vectors["today"]),
         strict=True,
     )
     batch = encode_records(
         records,
-        secret=LinkageSecret(bytes.fromhex(ENCODING["test_secret_hex"])),
+        secret=LinkageSecret(bytes.fromhex(vectors["test_secret_hex"])),
         context=ctx,
         pseudonyms=PseudonymMap(),
     )
@@ -103,10 +112,11 @@ def test_field_layout_matches_the_vector() -> None:
     assert batch.schema_hash == ENCODING["schema_sha256"]
 
 
+@pytest.mark.parametrize("version", sorted(ENCODINGS))
 @pytest.mark.parametrize("row", range(len(ENCODING["records"])))
-def test_field_encodings_match_the_vectors_exactly(row: int) -> None:
-    batch, names = _encode_vector_records()
-    expected = ENCODING["records"][row]
+def test_field_encodings_match_the_vectors_exactly(version: str, row: int) -> None:
+    batch, names = _encode_vector_records(version)
+    expected = ENCODINGS[version]["records"][row]
     got_present = {name: bool(batch.present[row, index]) for index, name in enumerate(names)}
     got_bytes = {name: bytes(batch.values[name][row]).hex() for name in names}
     assert got_present == expected["present"]

@@ -1,0 +1,184 @@
+"""Gateway encoding speed: placelink against clkhash, whole process against whole process.
+
+    python bench/encode.py [--records 120000] [--seed 11] [--keep DIR]
+
+Both encoders read the same canonical CSV (records of the synthetic town, scaled up) and write
+their encodings to a file; each is timed from process start to process exit (interpreter start,
+imports, reading, normalising/validating, hashing, writing), so neither gets a warm start.
+
+- placelink: ``python -m placelink encode`` with the default linkage schema.
+- clkhash (pip ``clkhash``, which pins an old ``cryptography``): run from its own virtual
+  environment, made on first use under ``bench/.venv-clkhash`` (git-ignored), with its default
+  parallelism (one worker process per CPU) and an equivalent schema: the same fields, bigrams,
+  the same number of bit positions per token as placelink's schema, exact tokens for sex and NHS
+  number, and one 1024-bit record-level filter (clkhash's default BLAKE2 hashing needs a power
+  of two; placelink's field-level filters add up to 1280 bits).
+
+Prints records/s for each and the ratio placelink / clkhash (wall clock; target, design section
+8: >= 10x), and the CPU seconds each spent (user + system, children included), whose ratio a
+machine shared with other work skews less than it skews wall-clock time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CLKHASH_VENV = ROOT / "bench" / ".venv-clkhash"
+CLKHASH_REQUIREMENT = "clkhash==0.18.3"
+COLUMNS = (
+    "record_id",
+    "given_name",
+    "family_name",
+    "date_of_birth",
+    "sex",
+    "postcode",
+    "address",
+    "nhs_number",
+    "event_date",
+)
+# placelink's default schema, field by field: (ngram comparison or exact, bit positions per token)
+EQUIVALENT = {
+    "given_name": ("ngram", 20),
+    "family_name": ("ngram", 20),
+    "date_of_birth": ("ngram", 16),
+    "sex": ("exact", 20),
+    "postcode": ("ngram", 10),
+    "address": ("ngram", 16),
+    "nhs_number": ("exact", 20),
+}
+CLKHASH_DRIVER = """
+import base64, json, sys
+from clkhash import clk
+from clkhash.schema import from_json_file
+source, schema_path, secret_path, out = sys.argv[1:5]
+schema = from_json_file(open(schema_path))
+secret = open(secret_path, "rb").read()
+with open(source, newline="", encoding="utf-8") as handle:
+    clks = clk.generate_clk_from_csv(handle, secret, schema, progress_bar=False)
+with open(out, "w") as handle:
+    json.dump({"clks": [base64.b64encode(c.tobytes()).decode() for c in clks]}, handle)
+"""
+
+
+def make_records(count: int, seed: int) -> list[dict[str, str]]:
+    """``count`` canonical rows: the synthetic town's agencies, scaled up, record IDs unique."""
+    sys.path.insert(0, str(ROOT))
+    from placelink.town import generate_town
+
+    town = generate_town(seed=seed, people=int(count / 1.25) + 100)
+    rows = [row for agency in town.canonical_rows.values() for row in agency]
+    if len(rows) < count:
+        raise SystemExit(f"the town gave {len(rows)} records, fewer than {count}")
+    return rows[:count]
+
+
+def write_csv(rows: list[dict[str, str]], path: Path) -> None:
+    import csv
+
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def clkhash_schema() -> dict[str, object]:
+    features: list[dict[str, object]] = [{"identifier": "record_id", "ignored": True}]
+    for name, (comparison, per_token) in EQUIVALENT.items():
+        compare = {"type": "ngram", "n": 2} if comparison == "ngram" else {"type": "exact"}
+        features.append(
+            {
+                "identifier": name,
+                "format": {"type": "string", "encoding": "utf-8", "case": "mixed"},
+                "hashing": {"comparison": compare, "strategy": {"bitsPerToken": per_token}},
+            }
+        )
+    features.append({"identifier": "event_date", "ignored": True})
+    kdf = {"type": "HKDF", "hash": "SHA256", "keySize": 64}
+    return {"version": 3, "clkConfig": {"l": 1024, "kdf": kdf}, "features": features}
+
+
+def ensure_clkhash() -> Path:
+    """The clkhash interpreter, installing clkhash into its own virtualenv on first use."""
+    python = CLKHASH_VENV / "bin" / "python"
+    check = [str(python), "-c", "import clkhash"]
+    if python.exists() and subprocess.run(check, capture_output=True).returncode == 0:
+        return python
+    print(f"installing {CLKHASH_REQUIREMENT} into {CLKHASH_VENV} ...", file=sys.stderr)
+    subprocess.run([sys.executable, "-m", "venv", str(CLKHASH_VENV)], check=True)
+    pip = [str(python), "-m", "pip", "install", "-q", CLKHASH_REQUIREMENT]
+    subprocess.run(pip, check=True)
+    return python
+
+
+def timed(command: list[str]) -> tuple[float, float]:
+    """Wall-clock seconds, and CPU seconds (user + system, the process and its children)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    subprocess.run(command, check=True, cwd=ROOT, stdout=subprocess.DEVNULL, timeout=3600)
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu
+
+
+def run(count: int, seed: int, work: Path) -> dict[str, float]:
+    rows = make_records(count, seed)
+    source = work / "records.csv"
+    write_csv(rows, source)
+    secret = work / "linkage.secret"
+    secret.write_bytes(os.urandom(32))
+    schema = work / "clkhash-schema.json"
+    schema.write_text(json.dumps(clkhash_schema()), encoding="utf-8")
+    driver = work / "clkhash_driver.py"
+    driver.write_text(CLKHASH_DRIVER, encoding="utf-8")
+    clkhash_python = ensure_clkhash()
+    placelink = [sys.executable, "-m", "placelink", "encode", "--secret-file", str(secret)]
+    placelink += ["--input", str(source), "--output", str(work / "records.clks")]
+    clkhash = [str(clkhash_python), str(driver), str(source), str(schema), str(secret)]
+    clkhash += [str(work / "records.clkhash.json")]
+    placelink_seconds, placelink_cpu = timed(placelink)
+    clkhash_seconds, clkhash_cpu = timed(clkhash)
+    return {
+        "records": count,
+        "placelink_records_per_s": count / placelink_seconds,
+        "clkhash_records_per_s": count / clkhash_seconds,
+        "ratio": clkhash_seconds / placelink_seconds,
+        "placelink_cpu_s": placelink_cpu,
+        "clkhash_cpu_s": clkhash_cpu,
+        "cpu_ratio": clkhash_cpu / placelink_cpu,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--records", type=int, default=120_000)
+    parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--keep", help="keep the inputs and outputs in this folder")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as scratch:
+        work = Path(args.keep or scratch)
+        work.mkdir(parents=True, exist_ok=True)
+        figures = run(args.records, args.seed, work)
+    if args.json:
+        print(json.dumps(figures))
+        return
+    print(f"records:   {figures['records']}  (cpus: {os.cpu_count()})")
+    print(f"placelink: {figures['placelink_records_per_s']:,.0f} records/s")
+    print(f"clkhash:   {figures['clkhash_records_per_s']:,.0f} records/s")
+    print(f"ratio:     {figures['ratio']:.1f}x  (wall clock; target >= 10x)")
+    cpu = f"{figures['placelink_cpu_s']:.2f} s against {figures['clkhash_cpu_s']:.2f} s"
+    print(f"cpu time:  {cpu}: {figures['cpu_ratio']:.1f}x  (what a busy machine does not skew)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,90 @@
+"""Hardening of field-level Bloom filters against frequency and pattern-mining attacks.
+
+A linkage service that sees one field's filters sees equal values as equal filters, so it can
+align filter frequencies with published name frequencies, and mine which bits each frequent
+n-gram sets. Two hardenings, declared per field in the linkage schema
+(``tests/integration/test_attacks.py`` measures them; docs/formats.md gives the figures):
+
+- ``salt: birth_year``: every token is salted with the record's year of birth
+  (``token + "\\x1f" + year``, the year empty when unknown), so a name gives unrelated filters
+  for people born in different years. The attacker then faces the much flatter distribution of
+  (name, year) pairs; the price is recall where the year of birth is wrong or missing.
+- ``blip: p``: every bit is flipped with probability p (BLIP, randomised response on bits;
+  epsilon = ln((1 - p) / p) per bit). The noise is a keyed pseudo-random function of the
+  record's ID (AES-256 under a key derived from the field's Bloom key, over
+  ``HMAC-SHA256(key, record_id)`` XOR a block counter): a record re-encoded gets the same noise,
+  so publishing again teaches nothing new, and no two records share noise.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hmac
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from policies.linkage_schema import FieldSpec
+
+SALT_SEPARATOR = "\x1f"
+_NOISE_LABEL = b"placelink blip v1"
+_ROWS_PER_CHUNK = 8192
+U8 = npt.NDArray[np.uint8]
+
+
+def salts_for(
+    spec: FieldSpec, values: dict[str, list[str | dt.date | None]], count: int
+) -> list[str] | None:
+    """The salt of each record for a salted field (None for an unsalted one)."""
+    if spec.salt is None:
+        return None
+    births = values.get("date_of_birth", [None] * count)
+    if spec.salt == "birth_date":
+        return [b.isoformat() if isinstance(b, dt.date) else "" for b in births]
+    return [f"{b.year:04d}" if isinstance(b, dt.date) else "" for b in births]
+
+
+def salted(token: str, salt: str) -> str:
+    return f"{token}{SALT_SEPARATOR}{salt}"
+
+
+def _noise_key(field_key: bytes) -> bytes:
+    return hmac.digest(field_key, _NOISE_LABEL, "sha256")
+
+
+def _uniform16(key: bytes, record_ids: Sequence[str], words: int) -> npt.NDArray[np.uint16]:
+    """``words`` keyed pseudo-random 16-bit words per record (AES-256 as a PRF over distinct
+    blocks: each record's HMAC digest XOR a counter)."""
+    digests = b"".join(hmac.digest(key, r.encode("utf-8"), "sha256")[:16] for r in record_ids)
+    base = np.frombuffer(digests, dtype=np.uint8).reshape(len(record_ids), 1, 16)
+    blocks = -(-words // 8)
+    counters = np.zeros((1, blocks, 16), dtype=np.uint8)
+    counters[0, :, 12:] = np.arange(blocks, dtype=">u4").view(np.uint8).reshape(blocks, 4)
+    plain = np.ascontiguousarray(base ^ counters).tobytes()
+    # ECB over distinct blocks is AES used as a PRF (a block cipher's definition), not encryption.
+    encryptor = Cipher(algorithms.AES(key), modes.ECB()).encryptor()  # noqa: S305
+    stream = encryptor.update(plain) + encryptor.finalize()
+    return np.frombuffer(stream, dtype="<u2").reshape(len(record_ids), blocks * 8)[:, :words]
+
+
+def blip(
+    filters: U8,
+    present: npt.NDArray[np.bool_],
+    spec: FieldSpec,
+    field_key: bytes,
+    record_ids: Sequence[str],
+) -> U8:
+    """Each bit of each present filter flipped with probability ``spec.blip`` (missing values
+    stay all-zero rows)."""
+    if not spec.blip or not len(filters):
+        return filters
+    key, threshold = _noise_key(field_key), round(spec.blip * 65536)
+    out = filters.copy()
+    for start in range(0, len(filters), _ROWS_PER_CHUNK):
+        rows = record_ids[start : start + _ROWS_PER_CHUNK]
+        flips = _uniform16(key, rows, spec.bits) < threshold
+        flips &= present[start : start + len(rows), None]
+        out[start : start + len(rows)] ^= np.packbits(flips, axis=1, bitorder="big")
+    return out

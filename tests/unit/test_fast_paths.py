@@ -1,0 +1,154 @@
+"""The fast paths of the gateway agree exactly with the definitions they speed up.
+
+Column-wise normalisers against the per-value functions, vectorised tokenisation against
+``field_tokens``, batched HMAC positions against ``positions``, per-distinct-value encoding
+against a row-by-row reference, and two-process encoding against one process.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gateway.bloom import BloomEncoder, TokenEncoder, distinct
+from gateway.columns import INVALID, Invalid, addresses, nhs_numbers
+from gateway.normalise import InvalidValue, normalise_address, normalise_nhs_number
+from gateway.parallel import normalise_and_encode
+from gateway.pipeline import context_without_policy
+from gateway.records import read_csv_columns
+from gateway.schema import default_schema
+from gateway.tokenise import field_tokens, token_ids
+from keys import LinkageSecret
+from placelink.town import generate_town, write_canonical_csv
+from policies.linkage_schema import FieldSpec
+
+KEY = bytes(range(32))
+ADDRESS_TEXT = st.text(alphabet=st.sampled_from(list("0123456789/ ,.'-rdstflaptRDSTFLAPT\té’\x00")))
+NHS_TEXT = st.text(alphabet=st.sampled_from(list("0123456789 -\t٣x")), max_size=14)
+SPECS = [
+    FieldSpec("given_name", "given_name", "bloom", ngram=2, bits=256, hashes=20),
+    FieldSpec("postcode", "postcode", "bloom", ngram=2, bits=128, hashes=10),
+    FieldSpec("address", "address", "bloom", ngram=3, bits=512, hashes=16),
+    FieldSpec("family_name", "family_name", "bloom", ngram=1, bits=64, hashes=3),
+]
+TEXTS = st.text(alphabet=st.sampled_from(list("abcxyz 09AZé")), max_size=12)
+DATES = st.dates(min_value=dt.date(1900, 1, 1), max_value=dt.date(2030, 12, 31))
+
+
+def _per_value(function: object, values: list[str]) -> list[object]:
+    out: list[object] = []
+    for value in values:
+        try:
+            out.append(function(value))  # type: ignore[operator]
+        except InvalidValue:
+            out.append(INVALID)
+    return out
+
+
+@settings(max_examples=200, deadline=None)
+@given(values=st.lists(ADDRESS_TEXT, max_size=8))
+def test_column_addresses_equal_the_per_value_normaliser(values: list[str]) -> None:
+    assert addresses(values) == _per_value(normalise_address, values)
+
+
+@settings(max_examples=200, deadline=None)
+@given(values=st.lists(NHS_TEXT | st.sampled_from(["9434765919", "943 476 5919", "9434765918"])))
+def test_column_nhs_numbers_equal_the_per_value_normaliser(values: list[str]) -> None:
+    got = nhs_numbers(values)
+    want = _per_value(normalise_nhs_number, values)
+    assert [isinstance(g, Invalid) for g in got] == [w is INVALID for w in want]
+    assert [g for g in got if not isinstance(g, Invalid)] == [w for w in want if w is not INVALID]
+
+
+@settings(max_examples=150, deadline=None)
+@given(spec=st.sampled_from(SPECS), values=st.lists(TEXTS, min_size=1, max_size=8))
+def test_token_ids_give_each_text_its_field_tokens(spec: FieldSpec, values: list[str]) -> None:
+    vocabulary, ids = token_ids(spec, values)
+    for row, value in enumerate(values):
+        got = {vocabulary[i] for i in ids[row] if i < len(vocabulary)}
+        assert got == set(field_tokens(spec, value))
+
+
+@settings(max_examples=100, deadline=None)
+@given(values=st.lists(DATES, min_size=1, max_size=8))
+def test_token_ids_give_each_date_its_date_tokens(values: list[dt.date]) -> None:
+    spec = FieldSpec("date_of_birth", "date", "bloom", bits=128, hashes=16)
+    vocabulary, ids = token_ids(spec, list(values))
+    for row, value in enumerate(values):
+        assert {vocabulary[i] for i in ids[row]} == set(field_tokens(spec, value))
+
+
+def _reference_filter(encoder: BloomEncoder, value: str | dt.date | None) -> np.ndarray:
+    bits = np.zeros(encoder.spec.bits, dtype=np.bool_)
+    if value is not None:
+        for token in field_tokens(encoder.spec, value):
+            bits[list(encoder.positions(token))] = True
+    return np.packbits(bits, bitorder="big")
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    spec=st.sampled_from(SPECS),
+    values=st.lists(st.none() | TEXTS | DATES, max_size=10),
+)
+def test_encode_many_equals_the_row_by_row_reference(
+    spec: FieldSpec, values: list[str | dt.date | None]
+) -> None:
+    encoder = BloomEncoder(spec, KEY)
+    got = encoder.encode_many(values)
+    assert got.shape == (len(values), spec.nbytes)
+    for row, value in enumerate(values):
+        assert bytes(got[row]) == bytes(_reference_filter(encoder, value))
+
+
+@settings(max_examples=50, deadline=None)
+@given(tokens=st.lists(st.text(max_size=6), min_size=1, max_size=6), hashes=st.integers(1, 40))
+def test_position_matrix_equals_positions(tokens: list[str], hashes: int) -> None:
+    encoder = BloomEncoder(FieldSpec("f", "given_name", "bloom", bits=192, hashes=hashes), KEY)
+    matrix = encoder.position_matrix(tokens)
+    for row, token in enumerate(tokens):
+        assert tuple(matrix[row].tolist()) == encoder.positions(token)
+
+
+def test_distinct_keeps_first_seen_order_and_none() -> None:
+    unique, index = distinct(["b", None, "a", "b", None])
+    assert unique == ["b", None, "a"]
+    assert index.tolist() == [0, 1, 2, 0, 1]
+    tokens = TokenEncoder(FieldSpec("sex", "sex", "token"), KEY).encode_many([None, None])
+    assert tokens.shape == (2, 16) and not tokens.any()
+
+
+@pytest.mark.slow
+def test_two_processes_encode_the_same_bytes_as_one(tmp_path: Path) -> None:
+    town = generate_town(seed=5, people=17_000)
+    rows = [row for agency in town.canonical_rows.values() for row in agency]
+    path = tmp_path / "all.csv"
+    write_canonical_csv(rows, path)
+    header, columns = read_csv_columns(path)
+    from gateway.mapping import canonical_mapping
+
+    mapping = canonical_mapping("all", header)
+    context = context_without_policy(default_schema(), policy_id="t", epoch=0)
+    secret = LinkageSecret(KEY)
+    today = dt.date(2027, 1, 1)
+    runs = [
+        normalise_and_encode(
+            columns, len(rows), mapping, secret=secret, context=context, today=today, workers=w
+        )
+        for w in (1, 2)
+    ]
+    assert len(rows) >= 20_000  # large enough to fork
+    (one, one_encoded), (two, two_encoded) = runs
+    assert one.record_ids == two.record_ids
+    assert list(one.report) == list(two.report)
+    assert {k: vars(v) for k, v in one.report.items()} == {
+        k: vars(v) for k, v in two.report.items()
+    }
+    for name in one_encoded.values:
+        assert np.array_equal(one_encoded.values[name], two_encoded.values[name]), name
+        assert np.array_equal(one_encoded.present[name], two_encoded.present[name]), name

@@ -1,0 +1,170 @@
+"""Fellegi-Sunter parameters estimated from the data without labels (EM), and the weights,
+probabilities and threshold they give.
+
+The candidate pairs are a mixture of matches (share ``lambda``) and non-matches. For each field
+f and agreement level l, m[f][l] = P(level l | match) and u[f][l] = P(level l | non-match); a
+pair's weight is the sum of log2(m/u) over its present fields, where a dependent group
+(address and postcode: one household shares both) counts once, as its strongest member.
+
+Estimation (Winkler's EM, as in recordlinkage's ECM classifier but over graded levels):
+
+1. Count the distinct level patterns of the candidate pairs (at most 5^7 for the default
+   schema, so the EM costs nothing next to the comparisons, however many pairs there are).
+2. E-step: each pattern's posterior probability of being a match under the current m, u, lambda.
+3. M-step: m, u and lambda as posterior-weighted level frequencies, each smoothed toward the
+   priors of :data:`linkage.classify.DEFAULT_MODELS` by ``prior_strength`` pseudo-pairs (a MAP
+   estimate). With few candidate pairs the priors dominate; with many, the data.
+4. Stop when no parameter moves by more than ``tolerance``, or after ``max_iterations``.
+
+The default threshold is the weight at which a pair's posterior match probability is 1/2:
+log2((1 - lambda) / lambda).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from linkage.classify import DEFAULT_MODELS, DEPENDENT_GROUPS, FieldModel
+from linkage.compare import MISSING, Levels
+
+Floats = npt.NDArray[np.float64]
+PRIOR_MATCH_SHARE = 0.05
+_FLOOR = 1e-9  # no level is ever estimated impossible: log2(m/u) stays finite
+
+
+@dataclass(frozen=True)
+class FittedModel:
+    """m/u per field and level, the match share among candidates, and how the fit went."""
+
+    fields: tuple[str, ...]
+    models: tuple[FieldModel, ...]
+    match_share: float
+    iterations: int = 0
+    converged: bool = True
+
+    def field_weights(self) -> list[Floats]:
+        return [model.weights() for model in self.models]
+
+    def default_threshold(self) -> float:
+        share = min(max(self.match_share, 1e-12), 1 - 1e-12)
+        return float(np.log2((1 - share) / share))
+
+    def contributions(self, levels: Levels) -> Floats:
+        """Each field's log2(m/u) per pair (pairs, fields); 0 where the field is missing."""
+        out = np.zeros(levels.shape, dtype=np.float64)
+        for index, weights in enumerate(self.field_weights()):
+            column = levels[:, index]
+            present = column != MISSING
+            out[present, index] = weights[column[present]]
+        return out
+
+    def weights(self, levels: Levels) -> Floats:
+        """Total match weight of each pair, dependent groups counted once."""
+        if len(levels) == 0:
+            return np.zeros(0)
+        codes, patterns = pattern_codes(levels, self)
+        return pattern_weights(self, patterns)[codes]
+
+    def probability(self, weights: Floats) -> Floats:
+        """Posterior match probability of pairs with these weights."""
+        share = min(max(self.match_share, 1e-12), 1 - 1e-12)
+        odds = np.exp2(np.clip(weights, -1000, 1000)) * (share / (1 - share))
+        return np.asarray(odds / (1 + odds), dtype=np.float64)
+
+
+def prior_model(fields: tuple[str, ...]) -> FittedModel:
+    """The priors as a model: what the engine uses before (or instead of) estimation."""
+    return FittedModel(fields, tuple(DEFAULT_MODELS[f] for f in fields), PRIOR_MATCH_SHARE)
+
+
+def _bases(model: FittedModel) -> npt.NDArray[np.int64]:
+    sizes = np.array([len(m.m) + 1 for m in model.models], dtype=np.int64)  # + MISSING
+    return np.concatenate([[1], np.cumprod(sizes)[:-1]]).astype(np.int64)
+
+
+def pattern_codes(levels: Levels, model: FittedModel) -> tuple[npt.NDArray[np.int64], Levels]:
+    """Each pair's pattern index into the distinct patterns (patterns, fields)."""
+    bases = _bases(model)
+    codes = (levels.astype(np.int64) + 1) @ bases if levels.shape[1] else np.zeros(len(levels))
+    unique, inverse = np.unique(codes.astype(np.int64), return_inverse=True)
+    patterns = np.empty((len(unique), len(bases)), dtype=np.int8)
+    for index, base in enumerate(bases):
+        size = len(model.models[index].m) + 1
+        patterns[:, index] = (unique // base) % size - 1
+    return inverse.astype(np.int64), patterns
+
+
+def pattern_weights(model: FittedModel, patterns: Levels) -> Floats:
+    """Total weight of each pattern: present fields summed, dependent groups counted once."""
+    parts = model.contributions(patterns)
+    total = parts.sum(axis=1)
+    for group in DEPENDENT_GROUPS:
+        columns = [model.fields.index(n) for n in group if n in model.fields]
+        if len(columns) < 2:
+            continue
+        present = patterns[:, columns] != MISSING
+        stacked = np.where(present, parts[:, columns], -np.inf)
+        strongest = np.where(present.any(axis=1), stacked.max(axis=1), 0.0)
+        total = total - parts[:, columns].sum(axis=1) + strongest
+    return np.asarray(total, dtype=np.float64)
+
+
+def _level_shares(
+    patterns: Levels, weight: Floats, prior: FieldModel, prior_m: bool, column: int, strength: float
+) -> tuple[float, ...]:
+    size = len(prior.m)
+    present = patterns[:, column] != MISSING
+    mass = np.bincount(patterns[present, column], weights=weight[present], minlength=size)
+    base = np.array(prior.m if prior_m else prior.u)
+    shares = (mass + strength * base) / (mass.sum() + strength)
+    shares = np.maximum(shares, _FLOOR)
+    return tuple(float(x) for x in shares / shares.sum())
+
+
+def _m_step(
+    patterns: Levels, counts: Floats, posterior: Floats, fields: tuple[str, ...], strength: float
+) -> FittedModel:
+    matched, unmatched = counts * posterior, counts * (1 - posterior)
+    models = []
+    for column, name in enumerate(fields):
+        prior = DEFAULT_MODELS[name]
+        m = _level_shares(patterns, matched, prior, True, column, strength)
+        u = _level_shares(patterns, unmatched, prior, False, column, strength)
+        models.append(FieldModel(prior.thresholds, m, u))
+    share = (matched.sum() + strength * PRIOR_MATCH_SHARE) / (counts.sum() + strength)
+    return FittedModel(fields, tuple(models), float(share))
+
+
+def _distance(a: FittedModel, b: FittedModel) -> float:
+    moves = [abs(a.match_share - b.match_share)]
+    for x, y in zip(a.models, b.models, strict=True):
+        moves += [float(np.max(np.abs(np.subtract(x.m, y.m))))]
+        moves += [float(np.max(np.abs(np.subtract(x.u, y.u))))]
+    return max(moves)
+
+
+def estimate_model(
+    levels: Levels,
+    fields: tuple[str, ...],
+    *,
+    prior_strength: float = 50.0,
+    max_iterations: int = 200,
+    tolerance: float = 1e-7,
+) -> FittedModel:
+    """m, u and the match share from the candidate pairs' levels, by EM (see the module)."""
+    model = prior_model(fields)
+    if len(levels) == 0:
+        return model
+    codes, patterns = pattern_codes(levels, model)
+    counts = np.bincount(codes, minlength=len(patterns)).astype(np.float64)
+    for iteration in range(1, max_iterations + 1):
+        posterior = model.probability(pattern_weights(model, patterns))
+        fitted = _m_step(patterns, counts, posterior, fields, prior_strength)
+        moved = _distance(model, fitted)
+        model = FittedModel(fields, fitted.models, fitted.match_share, iteration, False)
+        if moved < tolerance:
+            return FittedModel(fields, model.models, model.match_share, iteration, True)
+    return model

@@ -13,8 +13,10 @@ Estimation (Winkler's EM, as in recordlinkage's ECM classifier but over graded l
 2. E-step: each pattern's posterior probability of being a match under the current m, u, lambda.
 3. M-step: m, u and lambda as posterior-weighted level frequencies, each smoothed toward the
    priors of :data:`linkage.classify.DEFAULT_MODELS` by ``prior_strength`` pseudo-pairs (a MAP
-   estimate). With few candidate pairs the priors dominate; with many, the data.
+   estimate). With few candidate pairs the priors dominate; with many, the data. Every m is
+   kept at or above :data:`M_FLOOR`, so that no single field can veto a match.
 4. Stop when no parameter moves by more than ``tolerance``, or after ``max_iterations``.
+5. Check the fit is plausible (:func:`is_plausible`); if not, fall back to the priors.
 
 The default threshold is the weight at which a pair's posterior match probability is 1/2:
 log2((1 - lambda) / lambda).
@@ -33,6 +35,11 @@ from linkage.compare import MISSING, Levels
 Floats = npt.NDArray[np.float64]
 PRIOR_MATCH_SHARE = 0.05
 _FLOOR = 1e-9  # no level is ever estimated impossible: log2(m/u) stays finite
+# At least 1% of true matches fall in any level of any field (typos, moves, name changes, a
+# clerk's slip): one badly disagreeing field weighs against a match, it cannot veto it alone.
+M_FLOOR = 0.01
+# Matches are the minority among candidate pairs; without this bound EM may swap the classes.
+MAX_MATCH_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -44,6 +51,7 @@ class FittedModel:
     match_share: float
     iterations: int = 0
     converged: bool = True
+    estimated: bool = False  # False: the priors (no pairs, or an estimate that failed a check)
 
     def field_weights(self) -> list[Floats]:
         return [model.weights() for model in self.models]
@@ -120,22 +128,30 @@ def _level_shares(
     mass = np.bincount(patterns[present, column], weights=weight[present], minlength=size)
     base = np.array(prior.m if prior_m else prior.u)
     shares = (mass + strength * base) / (mass.sum() + strength)
-    shares = np.maximum(shares, _FLOOR)
+    shares = np.maximum(shares, M_FLOOR if prior_m else _FLOOR)
     return tuple(float(x) for x in shares / shares.sum())
 
 
 def _m_step(
-    patterns: Levels, counts: Floats, posterior: Floats, fields: tuple[str, ...], strength: float
+    patterns: Levels,
+    counts: Floats,
+    posterior: Floats,
+    fields: tuple[str, ...],
+    strength: float,
+    fixed_u: FittedModel | None,
 ) -> FittedModel:
     matched, unmatched = counts * posterior, counts * (1 - posterior)
     models = []
     for column, name in enumerate(fields):
         prior = DEFAULT_MODELS[name]
         m = _level_shares(patterns, matched, prior, True, column, strength)
-        u = _level_shares(patterns, unmatched, prior, False, column, strength)
+        if fixed_u is not None:
+            u = fixed_u.models[column].u
+        else:
+            u = _level_shares(patterns, unmatched, prior, False, column, strength)
         models.append(FieldModel(prior.thresholds, m, u))
     share = (matched.sum() + strength * PRIOR_MATCH_SHARE) / (counts.sum() + strength)
-    return FittedModel(fields, tuple(models), float(share))
+    return FittedModel(fields, tuple(models), float(min(share, MAX_MATCH_SHARE)))
 
 
 def _distance(a: FittedModel, b: FittedModel) -> float:
@@ -146,25 +162,54 @@ def _distance(a: FittedModel, b: FittedModel) -> float:
     return max(moves)
 
 
+def estimate_u(
+    random_levels: Levels, fields: tuple[str, ...], *, prior_strength: float = 50.0
+) -> FittedModel:
+    """u from the levels of random record pairs (almost all non-matches), smoothed to priors."""
+    model = prior_model(fields)
+    if len(random_levels) == 0:
+        return model
+    codes, patterns = pattern_codes(random_levels, model)
+    counts = np.bincount(codes, minlength=len(patterns)).astype(np.float64)
+    return _m_step(patterns, counts, np.zeros(len(patterns)), fields, prior_strength, None)
+
+
 def estimate_model(
     levels: Levels,
     fields: tuple[str, ...],
     *,
+    fixed_u: FittedModel | None = None,
     prior_strength: float = 50.0,
     max_iterations: int = 200,
     tolerance: float = 1e-7,
 ) -> FittedModel:
-    """m, u and the match share from the candidate pairs' levels, by EM (see the module)."""
+    """m, u and the match share from the candidate pairs' levels, by EM (see the module);
+    with ``fixed_u`` (from :func:`estimate_u`), only m and the match share are estimated."""
     model = prior_model(fields)
+    if fixed_u is not None:
+        model = FittedModel(fields, fixed_u.models, model.match_share)
     if len(levels) == 0:
         return model
     codes, patterns = pattern_codes(levels, model)
     counts = np.bincount(codes, minlength=len(patterns)).astype(np.float64)
     for iteration in range(1, max_iterations + 1):
         posterior = model.probability(pattern_weights(model, patterns))
-        fitted = _m_step(patterns, counts, posterior, fields, prior_strength)
+        fitted = _m_step(patterns, counts, posterior, fields, prior_strength, fixed_u)
         moved = _distance(model, fitted)
-        model = FittedModel(fields, fitted.models, fitted.match_share, iteration, False)
+        model = FittedModel(fields, fitted.models, fitted.match_share, iteration, False, True)
         if moved < tolerance:
-            return FittedModel(fields, model.models, model.match_share, iteration, True)
-    return model
+            model = FittedModel(fields, model.models, model.match_share, iteration, True, True)
+            break
+    return model if is_plausible(model) else prior_model(fields)
+
+
+def is_plausible(model: FittedModel) -> bool:
+    """Each field's best level is evidence for a match and its worst level against one.
+
+    EM can settle on another split of the candidates (say, people sharing a first name); such
+    a fit fails this check and the engine falls back to the priors instead of linking on it.
+    """
+    for weights in model.field_weights():
+        if not weights[0] > 0 > weights[-1]:
+            return False
+    return model.match_share < MAX_MATCH_SHARE

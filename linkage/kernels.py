@@ -53,7 +53,7 @@ def as_words(values: npt.NDArray[np.uint8]) -> Words:
     padded = -width % 8
     if padded:
         values = np.hstack([values, np.zeros((rows, padded), dtype=np.uint8)])
-    return np.ascontiguousarray(values).view(np.uint64).reshape(rows, -1)
+    return np.ascontiguousarray(values).view(np.uint64).reshape(rows, (width + padded) // 8)
 
 
 def popcounts(words: Words) -> Ints:

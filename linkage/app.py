@@ -148,15 +148,26 @@ def _handle(exc: PlacelinkError) -> Response:
 
 
 def create_app(
-    database_url: str, policy_paths: list[str], token_sha256: list[str], schema_paths: list[str]
+    database_url: str,
+    policy_paths: list[str],
+    token_sha256: list[str],
+    schema_paths: list[str],
+    *,
+    dask_scheduler: str = "",
 ) -> Flask:
     """The app factory: one service over a database, the policies it serves and the linkage
-    schemas they pin (uploads under a policy whose schema is not held here are refused)."""
+    schemas they pin (uploads under a policy whose schema is not held here are refused).
+    With a Dask scheduler address, link runs compare on that cluster."""
     policies = [load_policy(Path(p)) for p in policy_paths]
     schemas = [load_schema(Path(p)) for p in schema_paths]
     app = Flask("linkage")
     app.config["TOKEN_SHA256"] = list(token_sha256)
-    app.extensions["placelink"] = LinkageService.create(database_url, policies, schemas)
+    engine = None
+    if dask_scheduler:
+        from linkage.dask_engine import DaskEngine
+
+        engine = DaskEngine(dask_scheduler)
+    app.extensions["placelink"] = LinkageService.create(database_url, policies, schemas, engine)
     app.register_blueprint(api)
     app.register_error_handler(PlacelinkError, _handle)
     app.register_error_handler(404, lambda e: problem(404, "not-found", "no such endpoint"))
@@ -170,7 +181,8 @@ def app_from_environment() -> Flask:
     """Gunicorn entry point: ``gunicorn 'linkage.app:app_from_environment()'``.
 
     PLACELINK_DATABASE_URL, PLACELINK_POLICIES and PLACELINK_SCHEMAS (paths separated by ':'),
-    and PLACELINK_TOKEN_SHA256 (hex digests separated by ',').
+    PLACELINK_TOKEN_SHA256 (hex digests separated by ','), and optionally
+    PLACELINK_DASK_SCHEDULER (a dask.distributed scheduler address for link runs).
     """
     import os
 
@@ -183,4 +195,5 @@ def app_from_environment() -> Flask:
             "PLACELINK_POLICIES names no policy file",
             fix="set PLACELINK_POLICIES=/path/policy.yaml",
         )
-    return create_app(url, paths, tokens, schemas)
+    scheduler = os.environ.get("PLACELINK_DASK_SCHEDULER", "")
+    return create_app(url, paths, tokens, schemas, dask_scheduler=scheduler)

@@ -31,6 +31,7 @@ Keys = npt.NDArray[np.uint64]
 BLOCKING_FIELDS = ("given_name", "family_name", "date_of_birth", "postcode", "address")
 DEFAULT_FIELD_PAIRS = tuple(itertools.combinations(BLOCKING_FIELDS, 2))
 _MIX = np.uint64(0x9E3779B97F4A7C15)
+_CHUNK_ROWS = 65_536
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,25 @@ def _sampled_key(values: npt.NDArray[np.uint8], picks: npt.NDArray[np.int64]) ->
     return key
 
 
+def informative_bits(
+    values: npt.NDArray[np.uint8], present: npt.NDArray[np.bool_]
+) -> npt.NDArray[np.int64]:
+    """Bit positions set in between 10% and 90% of the present rows.
+
+    A bit that (nearly) every filter sets, say from the bigrams of 'road', agrees between any
+    two records and only makes buckets bigger; sampling the bits that vary keeps bands
+    selective. All positions when too few qualify. Computed in chunks, never all unpacked.
+    """
+    rows = np.flatnonzero(present)
+    counts = np.zeros(values.shape[1] * 8, dtype=np.int64)
+    for start in range(0, len(rows), _CHUNK_ROWS):
+        chunk = values[rows[start : start + _CHUNK_ROWS]]
+        counts += np.unpackbits(chunk, axis=1).sum(axis=0, dtype=np.int64)
+    share = counts / max(len(rows), 1)
+    chosen = np.flatnonzero((share >= 0.1) & (share <= 0.9)).astype(np.int64)
+    return chosen if len(chosen) >= 16 else np.arange(len(counts), dtype=np.int64)
+
+
 def _pairs_of_equal_keys(keys: Keys, rows: npt.NDArray[np.int64]) -> Pairs:
     """All pairs of rows whose keys are equal, vectorised over the runs of the sorted keys."""
     if rows.size < 2:
@@ -86,15 +106,19 @@ def bands(corpus: EncodedCorpus, config: BlockingConfig) -> Iterator[Band]:
     """The LSH bands of a corpus, in a fixed order from the public seed."""
     rng = np.random.default_rng(config.seed)
     bits = bits_for(config, len(corpus))
+    usable: dict[str, npt.NDArray[np.int64]] = {}
     for a, b in config.field_pairs:
         if a not in corpus.fields or b not in corpus.fields:
             continue
-        width_a = corpus.fields[a].values.shape[1] * 8
-        width_b = corpus.fields[b].values.shape[1] * 8
+        for name in (a, b):
+            if name not in usable:
+                usable[name] = informative_bits(
+                    corpus.fields[name].values, corpus.fields[name].present
+                )
         for _ in range(config.bands):
-            pick_a = rng.choice(width_a, min(bits, width_a), replace=False).astype(np.int64)
-            pick_b = rng.choice(width_b, min(bits, width_b), replace=False).astype(np.int64)
-            yield Band((a, b), (pick_a, pick_b))
+            pick_a = rng.choice(usable[a], min(bits, len(usable[a])), replace=False)
+            pick_b = rng.choice(usable[b], min(bits, len(usable[b])), replace=False)
+            yield Band((a, b), (pick_a.astype(np.int64), pick_b.astype(np.int64)))
 
 
 def band_keys(corpus: EncodedCorpus, band: Band, rows: npt.NDArray[np.int64]) -> Keys:
@@ -131,9 +155,11 @@ def candidate_pairs(corpus: EncodedCorpus, config: BlockingConfig | None = None)
     found += [_token_pairs(corpus, n) for n in config.exact_fields if n in corpus.fields]
     if not found:
         return np.empty((0, 2), dtype=np.int64)
-    pairs = np.concatenate(found)
     n = np.int64(max(len(corpus), 1))
-    codes = np.unique(pairs[:, 0] * n + pairs[:, 1])
+    codes = np.concatenate([p[:, 0] * n + p[:, 1] for p in found])
+    del found
+    codes.sort()  # sort-based unique: much faster than np.unique's hashing on large arrays
+    codes = codes[np.concatenate([[True], codes[1:] != codes[:-1]])] if len(codes) else codes
     return np.stack([codes // n, codes % n], axis=1)
 
 

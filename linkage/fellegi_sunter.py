@@ -94,15 +94,23 @@ def _bases(model: FittedModel) -> npt.NDArray[np.int64]:
 
 
 def pattern_codes(levels: Levels, model: FittedModel) -> tuple[npt.NDArray[np.int64], Levels]:
-    """Each pair's pattern index into the distinct patterns (patterns, fields)."""
+    """Each pair's pattern index into the distinct patterns (patterns, fields).
+
+    Codes index a table over every possible pattern (a few hundred thousand at most), so the
+    distinct patterns come from a bincount, not a sort of all pairs.
+    """
     bases = _bases(model)
-    codes = (levels.astype(np.int64) + 1) @ bases if levels.shape[1] else np.zeros(len(levels))
-    unique, inverse = np.unique(codes.astype(np.int64), return_inverse=True)
-    patterns = np.empty((len(unique), len(bases)), dtype=np.int8)
-    for index, base in enumerate(bases):
-        size = len(model.models[index].m) + 1
-        patterns[:, index] = (unique // base) % size - 1
-    return inverse.astype(np.int64), patterns
+    sizes = [len(m.m) + 1 for m in model.models]
+    codes = np.zeros(len(levels), dtype=np.int64)
+    for index, base in enumerate(bases.tolist()):
+        codes += (levels[:, index].astype(np.int64) + 1) * base
+    seen = np.flatnonzero(np.bincount(codes, minlength=int(np.prod(sizes))))
+    lookup = np.zeros(int(np.prod(sizes)), dtype=np.int64)
+    lookup[seen] = np.arange(len(seen))
+    patterns = np.empty((len(seen), len(bases)), dtype=np.int8)
+    for index, base in enumerate(bases.tolist()):
+        patterns[:, index] = (seen // base) % sizes[index] - 1
+    return lookup[codes], patterns
 
 
 def pattern_weights(model: FittedModel, patterns: Levels) -> Floats:

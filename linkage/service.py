@@ -73,7 +73,11 @@ class LinkageService:
             "entities": result.entity_count,
             "multi_agency_entities": _multi_agency(result.entity_ids, corpus.source_index.tolist()),
             "candidate_pairs": result.candidate_pairs,
+            "reduction_ratio": result.reduction_ratio,
+            "threshold": result.threshold,
             "links": result.links,
+            "refused_merges": result.refused_merges,
+            "model_estimated": bool(result.model and result.model.estimated),
             "cluster_sizes": {str(k): v for k, v in result.cluster_sizes.items()},
             "largest_cluster": result.largest_cluster,
         }

@@ -103,6 +103,7 @@ def main() -> None:
     print(
         f"popcount limit ({cores} cores x {clock_hz() / 1e9:.2f} GHz x 1 popcnt/cycle / 16 words):"
         f" {limit / 1e6:.0f} M pairs/s; placelink reaches {ours / limit:.0%} of it"
+        " (pruning drops most pairs after half their words, so past 100% is possible)"
     )
 
 

@@ -91,7 +91,9 @@ def post_batch() -> tuple[Response, int]:
 @api.post("/v1/policies/<policy_id>/link-runs")
 def post_link_run(policy_id: str) -> tuple[Response, int]:
     _require_token()
-    return jsonify(_service().run_linkage(policy_id)), 201
+    body = request.get_json(silent=True) or {}
+    incremental = bool(body.get("incremental", False)) if isinstance(body, dict) else False
+    return jsonify(_service().run_linkage(policy_id, incremental=incremental)), 201
 
 
 def _measures(raw: Any) -> list[Measure]:

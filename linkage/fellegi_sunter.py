@@ -25,6 +25,7 @@ log2((1 - lambda) / lambda).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -81,6 +82,36 @@ class FittedModel:
         share = min(max(self.match_share, 1e-12), 1 - 1e-12)
         odds = np.exp2(np.clip(weights, -1000, 1000)) * (share / (1 - share))
         return np.asarray(odds / (1 + odds), dtype=np.float64)
+
+
+def model_to_json(model: FittedModel) -> dict[str, object]:
+    """The model as plain JSON (kept with a link run, for the next incremental run)."""
+    return {
+        "fields": list(model.fields),
+        "match_share": model.match_share,
+        "levels": [
+            {"thresholds": list(m.thresholds), "m": list(m.m), "u": list(m.u)} for m in model.models
+        ],
+        "iterations": model.iterations,
+        "converged": model.converged,
+        "estimated": model.estimated,
+    }
+
+
+def model_from_json(document: dict[str, Any]) -> FittedModel:
+    """The inverse of :func:`model_to_json`."""
+    models = tuple(
+        FieldModel(tuple(level["thresholds"]), tuple(level["m"]), tuple(level["u"]))
+        for level in document["levels"]
+    )
+    return FittedModel(
+        tuple(document["fields"]),
+        models,
+        float(document["match_share"]),
+        int(document["iterations"]),
+        bool(document["converged"]),
+        bool(document["estimated"]),
+    )
 
 
 def prior_model(fields: tuple[str, ...]) -> FittedModel:

@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from keys.errors import InputError, PolicyError
-from linkage.corpus import build_corpus
+from linkage.corpus import EncodedCorpus, build_corpus
 from linkage.disclosure import Published
-from linkage.engine import Engine, LocalEngine
+from linkage.engine import Engine, LocalEngine, PreviousLinkage
+from linkage.fellegi_sunter import model_from_json, model_to_json
 from linkage.hotspots import Measure, published_table
 from linkage.storage import Store
 from policies.canonical import jsonable
@@ -55,8 +56,28 @@ class LinkageService:
             )
         return policy
 
-    def run_linkage(self, policy_id: str, *, epoch: int = 0) -> dict[str, Any]:
-        """Link every stored record of the policy and epoch; replace the entity memberships."""
+    def _previous(
+        self, policy_id: str, epoch: int, corpus: EncodedCorpus, row_ids: list[int]
+    ) -> PreviousLinkage | None:
+        """The latest run's entities (by member key) and model, for an incremental run."""
+        summary = self.store.latest_run_summary(policy_id, epoch)
+        memberships = self.store.memberships(policy_id)
+        if summary is None or "model" not in summary or not memberships:
+            return None
+        entities = {
+            corpus.member_key(row): memberships[rid]
+            for row, rid in enumerate(row_ids)
+            if rid in memberships
+        }
+        return PreviousLinkage(entities, model_from_json(summary["model"]))
+
+    def run_linkage(
+        self, policy_id: str, *, epoch: int = 0, incremental: bool = False
+    ) -> dict[str, Any]:
+        """Link every stored record of the policy and epoch; replace the entity memberships.
+
+        Incremental: records of the latest run keep their entities and that run's model; only
+        pairs involving records stored since are compared, and entity ids stay stable."""
         self.policy(policy_id)
         stored = self.store.batches(policy_id, epoch)
         if not stored:
@@ -65,8 +86,9 @@ class LinkageService:
                 fix="publish from the gateways first",
             )
         corpus = build_corpus([(source, batch) for source, batch, _ in stored])
-        result = self.engine.link(corpus)
         row_ids = [rid for _, _, ids in stored for rid in ids]
+        previous = self._previous(policy_id, epoch, corpus, row_ids) if incremental else None
+        result = self.engine.link(corpus, previous=previous)
         summary = {
             "records": len(corpus),
             "sources": list(corpus.source_names),
@@ -80,9 +102,13 @@ class LinkageService:
             "model_estimated": bool(result.model and result.model.estimated),
             "cluster_sizes": {str(k): v for k, v in result.cluster_sizes.items()},
             "largest_cluster": result.largest_cluster,
+            "incremental": previous is not None,
         }
+        stored_summary = dict(summary)
+        if result.model is not None:  # kept for the next incremental run, not released
+            stored_summary["model"] = model_to_json(result.model)
         self.store.replace_memberships(
-            policy_id, epoch, dict(zip(row_ids, result.entity_ids, strict=True)), summary
+            policy_id, epoch, dict(zip(row_ids, result.entity_ids, strict=True)), stored_summary
         )
         return summary
 

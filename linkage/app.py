@@ -29,6 +29,7 @@ from keys.errors import (
     PolicyError,
     StorageError,
 )
+from linkage.engine import Engine
 from linkage.hotspots import DEFAULT_MEASURES, Measure
 from linkage.intake import ReplayError, accept_batch
 from linkage.revocations import is_fingerprint
@@ -99,10 +100,14 @@ def post_batch() -> tuple[Response, int]:
 def post_link_run(policy_id: str) -> tuple[Response, int]:
     _require_token()
     query = request.get_json(silent=True) or {}
-    epoch = query.get("epoch") if isinstance(query, dict) else None
+    if not isinstance(query, dict):
+        raise InputError("the body must be a JSON object", fix='send {"epoch": N} or no body')
+    epoch = query.get("epoch")
     if epoch is not None and (not isinstance(epoch, int) or isinstance(epoch, bool)):
         raise InputError("epoch must be an integer", fix='send {"epoch": N} or no body')
-    return jsonify(_service().run_linkage(policy_id, epoch=epoch)), 201
+    incremental = bool(query.get("incremental", False))
+    result = _service().run_linkage(policy_id, epoch=epoch, incremental=incremental)
+    return jsonify(result), 201
 
 
 @api.post("/v1/revocations")
@@ -177,6 +182,15 @@ def _handle(exc: PlacelinkError) -> Response:
     return problem(500, "error", exc.message, exc.fix)
 
 
+def _engine(dask_scheduler: str) -> Engine | None:
+    """The Dask engine when a scheduler is named, else the service's default (local)."""
+    if not dask_scheduler:
+        return None
+    from linkage.dask_engine import DaskEngine
+
+    return DaskEngine(dask_scheduler)
+
+
 def create_app(
     database_url: str,
     policy_paths: list[str],
@@ -187,11 +201,13 @@ def create_app(
     allow_unsigned_policies_unsafe: bool = False,
     today: dt.date | None = None,
     admin_token_sha256: list[str] | None = None,
+    dask_scheduler: str = "",
 ) -> Flask:
     """The app factory: one service over a database, the policies it serves and the linkage
     schemas they pin (uploads under a policy whose schema is not held here are refused).
     Each policy must be approved by DPOs whose keys are in ``trusted_dpo_keys``. Without an
-    admin token, the admin endpoints (revocations) refuse everyone."""
+    admin token, the admin endpoints (revocations) refuse everyone. With a Dask scheduler
+    address, link runs compare on that cluster."""
     trust = PolicyTrust(frozenset(trusted_dpo_keys or ()), allow_unsigned_policies_unsafe)
     day = today or dt.datetime.now(dt.UTC).date()
     policies = [load_trusted_policy(Path(p), trust=trust, today=day) for p in policy_paths]
@@ -201,7 +217,9 @@ def create_app(
         app.logger.warning("allow_unsigned_policies_unsafe is set: DPO approvals are NOT checked")
     app.config["TOKEN_SHA256"] = list(token_sha256)
     app.config["ADMIN_TOKEN_SHA256"] = list(admin_token_sha256 or [])
-    app.extensions["placelink"] = LinkageService.create(database_url, policies, schemas)
+    app.extensions["placelink"] = LinkageService.create(
+        database_url, policies, schemas, _engine(dask_scheduler)
+    )
     app.register_blueprint(api)
     app.register_error_handler(PlacelinkError, _handle)
     app.register_error_handler(404, lambda e: problem(404, "not-found", "no such endpoint"))
@@ -217,7 +235,8 @@ def app_from_environment() -> Flask:
     PLACELINK_DATABASE_URL, PLACELINK_POLICIES and PLACELINK_SCHEMAS (paths separated by ':'),
     PLACELINK_TOKEN_SHA256 and PLACELINK_ADMIN_TOKEN_SHA256 (hex digests separated by ','),
     PLACELINK_TRUSTED_DPO_KEYS (DPO key fingerprints separated by ','; missing or empty: no
-    policy loads) and, for tests only, PLACELINK_ALLOW_UNSIGNED_POLICIES_UNSAFE=1.
+    policy loads), optionally PLACELINK_DASK_SCHEDULER (a dask.distributed scheduler address
+    for link runs) and, for tests only, PLACELINK_ALLOW_UNSIGNED_POLICIES_UNSAFE=1.
     """
     import os
 
@@ -241,4 +260,5 @@ def app_from_environment() -> Flask:
         trusted_dpo_keys=[k for k in trusted if k],
         allow_unsigned_policies_unsafe=unsafe,
         admin_token_sha256=admins,
+        dask_scheduler=os.environ.get("PLACELINK_DASK_SCHEDULER", ""),
     )

@@ -1,7 +1,9 @@
-"""Field similarities of candidate pairs: Dice on packed Bloom filters, equality of tokens.
+"""Field similarities of candidate pairs: Dice on packed Bloom filters, equality of tokens;
+and the agreement levels the Fellegi-Sunter model reads from them.
 
-Dice = 2 |A & B| / (|A| + |B|), computed with numpy's popcount over 64-bit words, in chunks
-so that memory stays bounded. A field missing on either side gives NaN (no evidence).
+Dice = 2 |A & B| / (|A| + |B|), computed by the compiled kernel of :mod:`linkage.kernels`
+(numpy's popcount where numba is missing), in chunks so that memory stays bounded. A field
+missing on either side gives NaN (no evidence) and the level :data:`MISSING`.
 """
 
 from __future__ import annotations
@@ -10,10 +12,14 @@ import numpy as np
 import numpy.typing as npt
 
 from linkage.blocking import Pairs
+from linkage.classify import FieldModel
 from linkage.corpus import EncodedCorpus, FieldColumn
+from linkage.kernels import as_words, pair_dice
 
 CHUNK = 262_144
+MISSING = -1  # the agreement level of a field missing on either side
 Floats = npt.NDArray[np.float64]
+Levels = npt.NDArray[np.int8]  # (pairs, fields): level index, or MISSING
 
 
 def popcounts(values: npt.NDArray[np.uint8]) -> npt.NDArray[np.int64]:
@@ -37,16 +43,20 @@ def dice(
 
 
 def _field_similarity(
-    column: FieldColumn, pairs: Pairs, counts: npt.NDArray[np.int64] | None
+    column: FieldColumn,
+    pairs: Pairs,
+    counts: npt.NDArray[np.int64] | None,
+    words: npt.NDArray[np.uint64] | None = None,
 ) -> Floats:
     out = np.empty(len(pairs))
+    if counts is not None and words is None:
+        words = as_words(column.values)
     for start in range(0, len(pairs), CHUNK):
         left, right = pairs[start : start + CHUNK, 0], pairs[start : start + CHUNK, 1]
-        a, b = column.values[left], column.values[right]
-        if counts is not None:
-            sim = dice(a, b, counts[left], counts[right])
+        if words is not None and counts is not None:
+            sim = pair_dice(words, counts, np.ascontiguousarray(left), np.ascontiguousarray(right))
         else:
-            sim = np.all(a == b, axis=1).astype(np.float64)
+            sim = np.all(column.values[left] == column.values[right], axis=1).astype(np.float64)
         both = column.present[left] & column.present[right]
         out[start : start + CHUNK] = np.where(both, sim, np.nan)
     return out
@@ -59,3 +69,39 @@ def similarities(corpus: EncodedCorpus, pairs: Pairs) -> dict[str, Floats]:
         counts = popcounts(column.values) if column.encoding == "bloom" else None
         result[name] = _field_similarity(column, pairs, counts)
     return result
+
+
+class PairComparer:
+    """Agreement levels of pairs on some fields; popcounts and word views are made once."""
+
+    def __init__(
+        self, corpus: EncodedCorpus, fields: tuple[str, ...], models: dict[str, FieldModel]
+    ) -> None:
+        self.corpus, self.fields, self.models = corpus, fields, models
+        self._prepared: dict[str, tuple[npt.NDArray[np.int64], npt.NDArray[np.uint64]] | None] = {}
+
+    def _prepare(self, name: str) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint64]] | None:
+        if name not in self._prepared:
+            column = self.corpus.fields[name]
+            bloom = column.encoding == "bloom"
+            words = as_words(column.values) if bloom else None
+            self._prepared[name] = (popcounts(column.values), words) if words is not None else None
+        return self._prepared[name]
+
+    def levels(self, pairs: Pairs) -> Levels:
+        out = np.empty((len(pairs), len(self.fields)), dtype=np.int8)
+        for index, name in enumerate(self.fields):
+            column = self.corpus.fields[name]
+            prepared = self._prepare(name)
+            counts, words = prepared if prepared is not None else (None, None)
+            similarity = _field_similarity(column, pairs, counts, words)
+            level = self.models[name].levels(np.nan_to_num(similarity, nan=-1.0))
+            out[:, index] = np.where(np.isnan(similarity), MISSING, level)
+        return out
+
+
+def comparison_levels(
+    corpus: EncodedCorpus, pairs: Pairs, fields: tuple[str, ...], models: dict[str, FieldModel]
+) -> Levels:
+    """Agreement level of each pair on each of ``fields`` (one partition's comparison work)."""
+    return PairComparer(corpus, fields, models).levels(pairs)

@@ -12,10 +12,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from keys.errors import InputError, PolicyError
-from linkage.corpus import build_corpus
+from linkage.corpus import EncodedCorpus, build_corpus
 from linkage.disclosure import Published
-from linkage.engine import Engine, LocalEngine
+from linkage.engine import Engine, LinkResult, LocalEngine, PreviousLinkage
 from linkage.epochs import complete_epochs, epoch_to_link
+from linkage.fellegi_sunter import model_from_json, model_to_json
 from linkage.hotspots import Measure, published_table
 from linkage.storage import Store
 from policies.canonical import jsonable
@@ -63,21 +64,46 @@ class LinkageService:
             )
         return policy
 
-    def run_linkage(self, policy_id: str, *, epoch: int | None = None) -> dict[str, Any]:
-        """Link every stored record of one epoch of the policy (by default the newest epoch all
-        providers have published, see :mod:`linkage.epochs`); replace the entity memberships.
-        Epochs are never mixed; after linking a complete epoch, older epochs are retired."""
-        policy = self.policy(policy_id)
-        require(policy, Request("link", "linkage_service"), recorder=self.decisions)
-        by_epoch = self.store.sources_by_epoch(policy_id)
-        floor = self.store.epoch_floor(policy_id)
+    def _previous(
+        self, policy_id: str, epoch: int, corpus: EncodedCorpus, row_ids: list[int]
+    ) -> PreviousLinkage | None:
+        """The latest run's entities (by member key) and model, for an incremental run."""
+        summary = self.store.latest_run_summary(policy_id, epoch)
+        memberships = self.store.memberships(policy_id)
+        if summary is None or "model" not in summary or not memberships:
+            return None
+        entities = {
+            corpus.member_key(row): memberships[rid]
+            for row, rid in enumerate(row_ids)
+            if rid in memberships
+        }
+        return PreviousLinkage(entities, model_from_json(summary["model"]))
+
+    def _epoch_to_link(self, policy: Policy, epoch: int | None) -> tuple[int, dict[int, set[str]]]:
+        """The epoch a run links (by default the newest all providers have published, see
+        :mod:`linkage.epochs`), refusing a retired one; and the sources seen per epoch."""
+        by_epoch = self.store.sources_by_epoch(policy.policy_id)
+        floor = self.store.epoch_floor(policy.policy_id)
         if epoch is None:
-            epoch = epoch_to_link(policy, by_epoch, floor)
-        elif epoch < floor:
+            return epoch_to_link(policy, by_epoch, floor), by_epoch
+        if epoch < floor:
             raise PolicyError(
-                f"epoch {epoch} of policy {policy_id!r} was retired",
+                f"epoch {epoch} of policy {policy.policy_id!r} was retired",
                 fix=f"link epoch {floor} or later",
             )
+        return epoch, by_epoch
+
+    def run_linkage(
+        self, policy_id: str, *, epoch: int | None = None, incremental: bool = False
+    ) -> dict[str, Any]:
+        """Link every stored record of one epoch of the policy; replace the entity memberships.
+        Epochs are never mixed; after linking a complete epoch, older epochs are retired.
+
+        Incremental: records of the latest run keep their entities and that run's model; only
+        pairs involving records stored since are compared, and entity ids stay stable."""
+        policy = self.policy(policy_id)
+        require(policy, Request("link", "linkage_service"), recorder=self.decisions)
+        epoch, by_epoch = self._epoch_to_link(policy, epoch)
         stored = self.store.batches(policy_id, epoch)
         if not stored:
             raise InputError(
@@ -85,21 +111,15 @@ class LinkageService:
                 fix="publish from the gateways first",
             )
         corpus = build_corpus([(source, batch) for source, batch, _ in stored])
-        result = self.engine.link(corpus)
         row_ids = [rid for _, _, ids in stored for rid in ids]
-        summary = {
-            "epoch": epoch,
-            "records": len(corpus),
-            "sources": list(corpus.source_names),
-            "entities": result.entity_count,
-            "multi_agency_entities": _multi_agency(result.entity_ids, corpus.source_index.tolist()),
-            "candidate_pairs": result.candidate_pairs,
-            "links": result.links,
-            "cluster_sizes": {str(k): v for k, v in result.cluster_sizes.items()},
-            "largest_cluster": result.largest_cluster,
-        }
+        previous = self._previous(policy_id, epoch, corpus, row_ids) if incremental else None
+        result = self.engine.link(corpus, previous=previous)
+        summary = _run_summary(epoch, corpus, result, incremental=previous is not None)
+        stored_summary = dict(summary)
+        if result.model is not None:  # kept for the next incremental run, not released
+            stored_summary["model"] = model_to_json(result.model)
         self.store.replace_memberships(
-            policy_id, epoch, dict(zip(row_ids, result.entity_ids, strict=True)), summary
+            policy_id, epoch, dict(zip(row_ids, result.entity_ids, strict=True)), stored_summary
         )
         if epoch in complete_epochs(policy, by_epoch) and min(by_epoch) < epoch:
             summary["retired_batches"] = self.store.retire_epochs_before(policy_id, epoch)
@@ -140,3 +160,25 @@ def _multi_agency(entity_ids: list[str], sources: list[int]) -> int:
     for entity, source in zip(entity_ids, sources, strict=True):
         seen.setdefault(entity, set()).add(source)
     return sum(1 for found in seen.values() if len(found) > 1)
+
+
+def _run_summary(
+    epoch: int, corpus: EncodedCorpus, result: LinkResult, *, incremental: bool
+) -> dict[str, Any]:
+    """What a link run reports (to the operator; no record-level data)."""
+    return {
+        "epoch": epoch,
+        "records": len(corpus),
+        "sources": list(corpus.source_names),
+        "entities": result.entity_count,
+        "multi_agency_entities": _multi_agency(result.entity_ids, corpus.source_index.tolist()),
+        "candidate_pairs": result.candidate_pairs,
+        "reduction_ratio": result.reduction_ratio,
+        "threshold": result.threshold,
+        "links": result.links,
+        "refused_merges": result.refused_merges,
+        "model_estimated": bool(result.model and result.model.estimated),
+        "cluster_sizes": {str(k): v for k, v in result.cluster_sizes.items()},
+        "largest_cluster": result.largest_cluster,
+        "incremental": incremental,
+    }

@@ -200,6 +200,27 @@ class Store:
                 )
             )
 
+    def memberships(self, policy_id: str) -> dict[int, str]:
+        """Record row id -> entity id of the latest link run (empty before the first)."""
+        with self._sessions() as session:
+            rows = session.execute(
+                select(MembershipRow.record_id, MembershipRow.entity_id).where(
+                    MembershipRow.policy_id == policy_id
+                )
+            ).all()
+        return {record: entity for record, entity in rows}
+
+    def latest_run_summary(self, policy_id: str, epoch: int) -> dict[str, Any] | None:
+        """The summary of the latest link run of a policy and epoch, if any."""
+        with self._sessions() as session:
+            row = session.scalars(
+                select(LinkRunRow)
+                .where(LinkRunRow.policy_id == policy_id, LinkRunRow.epoch == epoch)
+                .order_by(LinkRunRow.id.desc())
+                .limit(1)
+            ).first()
+        return dict(row.summary) if row is not None else None
+
     def entity_links(self, policy_id: str, source: str) -> list[tuple[str, str]]:
         """(pseudonym, entity id) of one source's records in the latest link run."""
         with self._sessions() as session:

@@ -4,6 +4,7 @@ benchmarks and people trying placelink out), over the same code the services run
 from __future__ import annotations
 
 import csv
+from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.pipeline import EncodeResult, context_for_policy, context_without_policy, encode_file
@@ -12,8 +13,10 @@ from gateway.schema import default_schema
 from keys import read_secret
 from keys.epochs import epoch_for, secret_passphrase
 from keys.errors import InputError
-from linkage.corpus import build_corpus
+from linkage.corpus import EncodedCorpus, build_corpus
 from linkage.engine import Engine, LinkResult, LocalEngine
+from linkage.explain import explain_pair, format_explanation
+from linkage.weights import write_weight_report
 from policies.clks import EncodedBatch, load_clks
 from policies.linkage_schema import load_schema
 from policies.model import load_policy
@@ -62,7 +65,51 @@ def _read_clks(path: Path) -> EncodedBatch:
         raise InputError(f"cannot read {path}: {exc.strerror}", fix="check the path") from None
 
 
-def match_command(inputs: list[Path], output: Path, *, engine: Engine | None = None) -> LinkResult:
+@dataclass
+class MatchRun:
+    """A finished ``placelink match``: what was linked, and how to name its rows."""
+
+    corpus: EncodedCorpus
+    result: LinkResult
+    engine: Engine
+    record_ids: list[str]
+
+    def row_of(self, name: str) -> int:
+        """The corpus row of SOURCE:RECORD_ID (a record ID, or a pseudonym)."""
+        source, _, record = name.partition(":")
+        for row in range(len(self.corpus)):
+            if self.corpus.source_names[self.corpus.source_index[row]] != source:
+                continue
+            if record in (self.record_ids[row], self.corpus.pseudonyms[row]):
+                return row
+        raise InputError(
+            "--explain names a record that is not in the inputs",
+            fix="give SOURCE:RECORD_ID, where SOURCE is an input's file stem",
+        )
+
+    def explain(self, left: str, right: str) -> str:
+        rows = (self.row_of(left), self.row_of(right))
+        explanation = explain_pair(self.corpus, self.result, rows, self.engine.blocking)
+        return format_explanation(explanation, (left, right))
+
+    def write_report(self, folder: Path) -> dict[str, Path]:
+        result = self.result
+        if result.histogram is None or result.model is None:
+            raise InputError("this run has no weights to chart", fix="link at least two records")
+        facts: dict[str, object] = {
+            "records": len(self.corpus),
+            "sources": ", ".join(self.corpus.source_names),
+            "candidate pairs": result.candidate_pairs,
+            "reduction ratio": f"{result.reduction_ratio:.6f}",
+            "links above the threshold": result.links,
+            "merges refused by average linkage": result.refused_merges,
+            "entities": result.entity_count,
+            "cluster sizes (size: clusters)": result.cluster_sizes,
+        }
+        return write_weight_report(folder, result.histogram, result.model, facts)
+
+
+def match_command(inputs: list[Path], output: Path, *, engine: Engine | None = None) -> MatchRun:
     """Link .clks files; write source, record_id, entity_id for every input record."""
     stems = [path.stem for path in inputs]
     repeated = sorted({s for s in stems if stems.count(s) > 1})
@@ -73,7 +120,8 @@ def match_command(inputs: list[Path], output: Path, *, engine: Engine | None = N
         )
     batches = [(path.stem, _read_clks(path)) for path in inputs]
     corpus = build_corpus(batches)
-    result = (engine or LocalEngine()).link(corpus)
+    engine = engine or LocalEngine()
+    result = engine.link(corpus)
     record_ids = _record_ids(inputs, batches)
     with output.open("w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle)
@@ -81,7 +129,7 @@ def match_command(inputs: list[Path], output: Path, *, engine: Engine | None = N
         for row in range(len(corpus)):
             source = corpus.source_names[corpus.source_index[row]]
             writer.writerow([source, record_ids[row], result.entity_ids[row]])
-    return result
+    return MatchRun(corpus, result, engine, record_ids)
 
 
 def _record_ids(inputs: list[Path], batches: list[tuple[str, EncodedBatch]]) -> list[str]:

@@ -5,8 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from placelink.commands import Commands
+
+if TYPE_CHECKING:
+    from linkage.engine import Engine
 
 
 def _path(value: str | None) -> Path | None:
@@ -37,16 +41,38 @@ def _encode(args: argparse.Namespace) -> int:
     return 0
 
 
-def _match(args: argparse.Namespace) -> int:
+def _engine(args: argparse.Namespace) -> Engine:
     from linkage.engine import LocalEngine
+
+    if args.scheduler:
+        from linkage.dask_engine import DaskEngine
+
+        return DaskEngine(args.scheduler, threshold=args.threshold)
+    return LocalEngine(threshold=args.threshold)
+
+
+def _match(args: argparse.Namespace) -> int:
     from placelink.offline import match_command
 
-    engine = LocalEngine(threshold=args.threshold) if args.threshold is not None else None
-    result = match_command([Path(p) for p in args.inputs], Path(args.output), engine=engine)
+    run = match_command([Path(p) for p in args.inputs], Path(args.output), engine=_engine(args))
+    result = run.result
     print(
         f"linked {len(result.entity_ids)} records into {result.entity_count} entities; "
         f"largest {result.largest_cluster}; wrote {args.output}"
     )
+    sizes = ", ".join(f"{size}: {count}" for size, count in result.cluster_sizes.items())
+    print(
+        f"{result.candidate_pairs} candidate pairs (reduction ratio "
+        f"{result.reduction_ratio:.6f}), {result.links} above the threshold "
+        f"{result.threshold:.2f}, {result.refused_merges} merges refused; "
+        f"cluster sizes (size: clusters) {sizes}",
+        file=sys.stderr,
+    )
+    if args.explain:
+        print(run.explain(*args.explain))
+    if args.report:
+        paths = run.write_report(Path(args.report))
+        print(f"wrote {paths['report']} and {paths['chart']}")
     return 0
 
 
@@ -74,5 +100,24 @@ def register(commands: Commands) -> None:
     match = commands.add_parser("match", help="link .clks files into entities")
     match.add_argument("inputs", nargs="+", help="two or more .clks files")
     match.add_argument("--output", required=True, help="links CSV to write")
-    match.add_argument("--threshold", type=float, help="match-weight threshold")
+    match.add_argument(
+        "--threshold",
+        type=float,
+        help="match-weight threshold (default: the model's, where "
+        "a pair's match probability is 1/2)",
+    )
+    match.add_argument(
+        "--explain",
+        nargs=2,
+        metavar="SOURCE:RECORD_ID",
+        help="show why these two records linked or did not, field by field",
+    )
+    match.add_argument(
+        "--report", metavar="DIR", help="write the match-weight chart and model report into DIR"
+    )
+    match.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="run the comparisons on this Dask scheduler (tcp://HOST:8786); needs placelink[dask]",
+    )
     match.set_defaults(handler=_match)

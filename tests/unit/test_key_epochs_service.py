@@ -148,7 +148,9 @@ def test_rotation_links_one_epoch_at_a_time_and_deletes_the_old_at_the_switch(
     switched = service.run_linkage(policy_id)
     assert (switched["epoch"], switched["records"]) == (1, per_epoch)
     assert switched["retired_batches"] == 2
-    assert switched["multi_agency_entities"] == first["multi_agency_entities"]
+    # the same people under a new secret: the links agree up to the encoding's noise (the
+    # engine re-estimates its model from each epoch's own encodings)
+    assert abs(switched["multi_agency_entities"] - first["multi_agency_entities"]) <= 2
     assert stored_epochs(service) == [1, 1]
     assert record_count(service) == per_epoch
     assert service.store.epoch_floor(policy_id) == 1

@@ -1,0 +1,221 @@
+"""The Fellegi-Sunter EM, average-linkage clustering, stable entity ids and incremental linking.
+
+Engine-level tests use a synthetic town encoded with the real gateway (see the engine tests).
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gateway.pipeline import context_without_policy, encode_csv
+from gateway.pseudonyms import PseudonymMap
+from gateway.schema import default_schema
+from keys import new_secret
+from linkage.classify import FieldModel
+from linkage.cluster import average_linkage_clusters, connected_components, entity_ids
+from linkage.compare import MISSING
+from linkage.corpus import EncodedCorpus, build_corpus
+from linkage.engine import LocalEngine, PreviousLinkage
+from linkage.fellegi_sunter import FittedModel, estimate_model, is_plausible, prior_model
+from linkage.quality import pairwise_quality
+from placelink.town import AGENCIES, generate_town, write_canonical_csv
+
+FIELDS = ("given_name", "family_name", "date_of_birth")
+
+# --- EM ---------------------------------------------------------------------------------
+
+
+def simulate_levels(
+    rng: np.random.Generator, truth: FittedModel, pairs: int
+) -> tuple[npt.NDArray[np.int8], npt.NDArray[np.bool_]]:
+    matches = rng.random(pairs) < truth.match_share
+    levels = np.empty((pairs, len(truth.fields)), dtype=np.int8)
+    for column, model in enumerate(truth.models):
+        levels[matches, column] = rng.choice(len(model.m), matches.sum(), p=model.m)
+        levels[~matches, column] = rng.choice(len(model.u), (~matches).sum(), p=model.u)
+    missing = rng.random(levels.shape) < 0.05
+    levels[missing] = MISSING
+    return levels, matches
+
+
+def a_true_model() -> FittedModel:
+    names = (0.95, 0.88, 0.8, 0.7, 0.6)
+    return FittedModel(
+        FIELDS,
+        (
+            FieldModel(
+                names, (0.8, 0.08, 0.04, 0.03, 0.02, 0.03), (0.02, 0.01, 0.02, 0.05, 0.1, 0.8)
+            ),
+            FieldModel(
+                names, (0.75, 0.1, 0.05, 0.04, 0.03, 0.03), (0.01, 0.01, 0.02, 0.06, 0.1, 0.8)
+            ),
+            FieldModel(
+                (0.95, 0.8, 0.68, 0.5),
+                (0.9, 0.04, 0.03, 0.02, 0.01),
+                (0.001, 0.004, 0.03, 0.1, 0.865),
+            ),
+        ),
+        0.03,
+    )
+
+
+def test_em_recovers_the_parameters_that_generated_the_levels() -> None:
+    truth = a_true_model()
+    levels, _ = simulate_levels(np.random.default_rng(1), truth, 200_000)
+    fitted = estimate_model(levels, FIELDS)
+    assert fitted.estimated and fitted.converged
+    assert fitted.match_share == pytest.approx(truth.match_share, rel=0.1)
+    for got, want in zip(fitted.models, truth.models, strict=True):
+        assert np.allclose(got.m, np.maximum(want.m, 0.01), atol=0.03)
+        assert np.allclose(got.u, want.u, atol=0.01)
+
+
+def test_em_weights_separate_simulated_matches() -> None:
+    truth = a_true_model()
+    levels, matches = simulate_levels(np.random.default_rng(2), truth, 100_000)
+    fitted = estimate_model(levels, FIELDS)
+    predicted = fitted.weights(levels) >= fitted.default_threshold()
+    agree = (predicted == matches).mean()
+    assert agree >= 0.99
+
+
+def test_em_without_pairs_gives_the_priors() -> None:
+    assert estimate_model(np.empty((0, 3), dtype=np.int8), FIELDS) == prior_model(FIELDS)
+
+
+def test_an_implausible_fit_falls_back_to_the_priors() -> None:
+    prior = prior_model(FIELDS)
+    swapped = FittedModel(
+        FIELDS,
+        tuple(
+            FieldModel(m.thresholds, m.u, m.m) for m in prior.models
+        ),  # agreement as evidence against
+        0.3,
+    )
+    assert is_plausible(prior) and not is_plausible(swapped)
+
+
+# --- clustering ---------------------------------------------------------------------------
+
+
+@st.composite
+def weighted_graphs(draw: st.DrawFn) -> tuple[int, npt.NDArray[np.float64], float]:
+    count = draw(st.integers(1, 14))
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    people = rng.integers(0, max(1, count // 2), count)
+    noise = rng.normal(0, 6, (count, count))
+    weights = np.where(people[:, None] == people[None, :], 12.0, -12.0) + (noise + noise.T) / 2
+    return count, weights, draw(st.floats(-2.0, 8.0))
+
+
+def cluster(
+    count: int, weights: npt.NDArray[np.float64], threshold: float
+) -> npt.NDArray[np.int64]:
+    pairs = np.array(list(itertools.combinations(range(count), 2)), dtype=np.int64).reshape(-1, 2)
+    w = weights[pairs[:, 0], pairs[:, 1]] if len(pairs) else np.empty(0)
+    above = w >= threshold
+    labels, _ = average_linkage_clusters(
+        count, pairs[above], w[above], threshold, lambda p: weights[p[:, 0], p[:, 1]]
+    )
+    return labels
+
+
+@settings(max_examples=150, deadline=None)
+@given(graph=weighted_graphs())
+def test_every_cluster_averages_at_least_the_threshold(
+    graph: tuple[int, npt.NDArray[np.float64], float],
+) -> None:
+    count, weights, threshold = graph
+    labels = cluster(count, weights, threshold)
+    for label in set(labels.tolist()):
+        rows = np.flatnonzero(labels == label)
+        assert labels[rows].min() == rows.min()  # the label is the smallest row
+        if len(rows) > 1:
+            inside = [weights[i, j] for i, j in itertools.combinations(rows.tolist(), 2)]
+            assert np.mean(inside) >= threshold - 1e-9
+
+
+@settings(max_examples=150, deadline=None)
+@given(graph=weighted_graphs())
+def test_clusters_refine_the_connected_components_of_the_links(
+    graph: tuple[int, npt.NDArray[np.float64], float],
+) -> None:
+    count, weights, threshold = graph
+    labels = cluster(count, weights, threshold)
+    pairs = np.array(
+        [(i, j) for i, j in itertools.combinations(range(count), 2) if weights[i, j] >= threshold],
+        dtype=np.int64,
+    ).reshape(-1, 2)
+    components = connected_components(count, pairs)
+    for label in set(labels.tolist()):
+        assert len(set(components[labels == label].tolist())) == 1
+
+
+def test_a_record_between_two_people_does_not_chain_them() -> None:
+    # A-B and B-C link strongly, A and C are clearly different people.
+    weights = np.array([[0, 20, -30], [20, 0, 19], [-30, 19, 0]], dtype=np.float64)
+    labels = cluster(3, weights, 5.0)
+    assert labels.tolist() == [0, 0, 2]
+    assert connected_components(3, np.array([[0, 1], [1, 2]])).tolist() == [0, 0, 0]
+
+
+def test_previous_ids_are_kept_by_the_cluster_holding_most_of_their_members() -> None:
+    keys = ["a:1", "a:2", "b:1", "b:2"]
+    previous = {"a:1": "E-old", "a:2": "E-old", "b:1": "E-old"}
+    ids = entity_ids(np.array([0, 0, 2, 3]), keys, previous)
+    assert ids[0] == ids[1] == "E-old"
+    assert len({ids[2], ids[3], "E-old"}) == 3  # the split-off part gets a new, unused id
+    # Without previous ids, a cluster is named by its smallest member key as before.
+    assert entity_ids(np.array([0, 0, 2, 3]), keys)[0] != "E-old"
+
+
+# --- incremental linking ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def town(tmp_path_factory: pytest.TempPathFactory) -> tuple[EncodedCorpus, dict[str, str], list]:
+    folder: Path = tmp_path_factory.mktemp("incremental")
+    generated = generate_town(seed=6, people=400)
+    person = {(agency, record): pid for agency, record, pid in generated.truth}
+    context = context_without_policy(default_schema(), policy_id="inc", epoch=0)
+    secret, batches, truth = new_secret(), [], {}
+    for agency in AGENCIES:
+        path = folder / f"{agency}.csv"
+        write_canonical_csv(generated.canonical_rows[agency], path)
+        pseudonyms = PseudonymMap()
+        batches.append(
+            (agency, encode_csv(path, secret=secret, context=context, pseudonyms=pseudonyms).batch)
+        )
+        for pseudonym, record in pseudonyms.record_for().items():
+            truth[f"{agency}:{pseudonym}"] = person[(agency, record)]
+    return build_corpus(batches), truth, batches
+
+
+def test_a_new_batch_links_into_existing_entities_with_stable_ids(
+    town: tuple[EncodedCorpus, dict[str, str], list],
+) -> None:
+    full, truth, batches = town
+    earlier = build_corpus(batches[:-1])
+    first = LocalEngine().link(earlier)
+    previous = PreviousLinkage(
+        {earlier.member_key(r): e for r, e in enumerate(first.entity_ids)}, first.model
+    )
+    later = LocalEngine().link(full, previous=previous)
+    # Only pairs touching the new batch were compared.
+    assert later.candidate_pairs < LocalEngine().link(full).candidate_pairs
+    ids = {full.member_key(r): e for r, e in enumerate(later.entity_ids)}
+    kept = sum(ids[k] == e for k, e in previous.entities.items())
+    assert kept / len(previous.entities) >= 0.99
+    quality = pairwise_quality(ids, truth)
+    assert quality.f1 >= 0.97, quality
+    # Nothing new: linking again with the same evidence changes no id at all.
+    again = LocalEngine().link(full, previous=PreviousLinkage(ids, later.model))
+    assert again.entity_ids == later.entity_ids

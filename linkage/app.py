@@ -11,7 +11,6 @@ import datetime as dt
 import hashlib
 import hmac
 from pathlib import Path
-from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 
@@ -24,8 +23,9 @@ from keys.errors import (
     PolicyError,
     StorageError,
 )
-from linkage.hotspots import DEFAULT_MEASURES, Measure
+from linkage.hotspot_desk import HotspotDesk, PrivacyBudgetSpent
 from linkage.intake import ReplayError, accept_batch
+from linkage.query_log import analyst_id
 from linkage.service import LinkageService
 from policies.linkage_schema import load_schema
 from policies.model import load_policy
@@ -33,6 +33,7 @@ from policies.model import load_policy
 PROBLEM_BASE = "https://placelink.example/problems/"
 _STATUS: list[tuple[type[PlacelinkError], int, str]] = [
     (ReplayError, 409, "replay"),
+    (PrivacyBudgetSpent, 403, "privacy-budget-spent"),
     (KeyMaterialError, 401, "bad-signature"),
     (AccessError, 403, "forbidden"),
     (PolicyError, 403, "policy-refused"),
@@ -56,7 +57,8 @@ def _service() -> LinkageService:
     return service
 
 
-def _require_token() -> None:
+def require_analyst() -> str:
+    """The caller's analyst id (from a valid bearer token); anyone else is denied."""
     header = request.headers.get("Authorization", "")
     token = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else ""
     digest = hashlib.sha256(token.encode()).hexdigest()
@@ -65,6 +67,7 @@ def _require_token() -> None:
         raise AccessError(
             "a valid bearer token is required", fix="send Authorization: Bearer TOKEN"
         )
+    return analyst_id(digest)
 
 
 @api.post("/v1/batches")
@@ -90,41 +93,13 @@ def post_batch() -> tuple[Response, int]:
 
 @api.post("/v1/policies/<policy_id>/link-runs")
 def post_link_run(policy_id: str) -> tuple[Response, int]:
-    _require_token()
+    require_analyst()
     return jsonify(_service().run_linkage(policy_id)), 201
-
-
-def _measures(raw: Any) -> list[Measure]:
-    if raw is None:
-        return DEFAULT_MEASURES
-    try:
-        return [
-            Measure(str(m["name"]), int(m.get("min_agencies", 1)), tuple(m.get("all_of", ())))
-            for m in raw
-        ]
-    except (KeyError, TypeError, ValueError):
-        raise InputError(
-            "measures must be a list of {name, min_agencies, all_of}", fix="see docs/analyst.md"
-        ) from None
-
-
-@api.post("/v1/policies/<policy_id>/hotspots")
-def post_hotspots(policy_id: str) -> Response:
-    _require_token()
-    query = request.get_json(silent=True) or {}
-    if not isinstance(query, dict):
-        raise InputError(
-            "the hot-spot query must be a JSON object", fix='send {"by": ..., "measures": [...]}'
-        )
-    rows = _service().hotspots(
-        policy_id, _measures(query.get("measures")), by=str(query.get("by", "area"))
-    )
-    return jsonify({"policy_id": policy_id, "by": query.get("by", "area"), "rows": rows})
 
 
 @api.get("/v1/policies/<policy_id>/links/<source>")
 def get_links(policy_id: str, source: str) -> Response:
-    _require_token()
+    require_analyst()
     links = _service().entity_links(policy_id, source)
     return jsonify(
         {
@@ -156,8 +131,15 @@ def create_app(
     schemas = [load_schema(Path(p)) for p in schema_paths]
     app = Flask("linkage")
     app.config["TOKEN_SHA256"] = list(token_sha256)
-    app.extensions["placelink"] = LinkageService.create(database_url, policies, schemas)
+    service = LinkageService.create(database_url, policies, schemas)
+    app.extensions["placelink"] = service
+    app.extensions["placelink-hotspots"] = HotspotDesk(service.store, service.policies)
     app.register_blueprint(api)
+    from linkage.dashboard import dashboard
+    from linkage.hotspot_routes import hotspot_api
+
+    app.register_blueprint(hotspot_api)
+    app.register_blueprint(dashboard)
     app.register_error_handler(PlacelinkError, _handle)
     app.register_error_handler(404, lambda e: problem(404, "not-found", "no such endpoint"))
     app.register_error_handler(

@@ -13,9 +13,9 @@ import sys
 from collections.abc import Sequence
 
 from keys.errors import PlacelinkError
-from placelink.commands import Handler, demo, keys, offline
+from placelink.commands import Handler, demo, hotspots, keys, offline
 
-GROUPS = (demo, offline, keys)
+GROUPS = (demo, offline, hotspots, keys)
 
 
 def build_parser() -> argparse.ArgumentParser:

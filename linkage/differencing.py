@@ -2,11 +2,12 @@
 would reveal those few by subtraction, however each answer was rounded and suppressed.
 
 Each published cell is a set of entities. A population is kept as a *key* array: for each
-entity (or each entity-month contact, for trends) the cell it counts in, or -1. Two keys give,
-per cell, the size of the symmetric difference of the two cells' sets; a cell whose difference
-from an earlier answer's is between 1 and min_cell-1 is refused (suppressed, then protected by
-secondary suppression like any other). Under differential privacy the noise answers this
-instead and no cell is refused here.
+entity (or each entity-month contact, for trends) the cell it counts in, or -1, with its count
+per cell. Two keys give, per cell, the size of the symmetric difference of the two cells'
+sets (the counts alone decide most cells; the keys are read only where they cannot). A cell
+whose difference from an earlier answer's is between 1 and min_cell-1 is refused: suppressed,
+then protected by secondary suppression like any other. Under differential privacy the noise
+answers this instead and no cell is refused here.
 
 Scope (documented limit): a query is compared with the other columns of its own table and
 with the populations of the same analyst's latest answered queries of the same kind on the same
@@ -15,25 +16,71 @@ link run (:data:`HISTORY` populations), not with every query ever asked or with 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from linkage.hotspot_index import BoolArray, IntArray, agency_bits
+from linkage.hotspot_index import BoolArray, IntArray, agency_bits, pair_counts
 
 HISTORY = 12
 
 
-def cell_differences(now: IntArray, before: IntArray, cells: int) -> IntArray:
-    """Per cell, how many entities are in one answer's cell and not the other's."""
-    moved = now != before
-    gained, lost = now[moved], before[moved]
-    return np.bincount(gained[gained >= 0], minlength=cells) + np.bincount(
-        lost[lost >= 0], minlength=cells
-    )
+@dataclass(frozen=True)
+class Keyed:
+    """A population as a key array (cell per element, -1 for none; for co-occurrence the
+    agency mask, 0 for none) and its count per cell (a vector, or the pair matrix)."""
+
+    key: IntArray
+    counts: IntArray
+
+    @classmethod
+    def cells(cls, key: IntArray, cells: int) -> Keyed:
+        return cls(key, np.bincount(key[key >= 0], minlength=cells))
+
+    @classmethod
+    def pairs(cls, masks: IntArray, agencies: int) -> Keyed:
+        return cls(masks, pair_counts(masks[masks > 0], agencies))
 
 
-def whole_difference(now: IntArray, before: IntArray) -> int:
-    """How many entities are in one population and not the other (for a total cell)."""
-    return int(np.count_nonzero((now >= 0) != (before >= 0)))
+def _decided(a: IntArray, b: IntArray, min_cell: int) -> tuple[BoolArray, BoolArray]:
+    """From the counts alone: cells surely tiny (one side empty, the other 1..min_cell-1),
+    and cells whose difference needs the keys (both non-empty, counts closer than min_cell).
+    Elsewhere the difference is 0 or at least min_cell."""
+    tiny = ((a == 0) != (b == 0)) & (np.maximum(a, b) < min_cell)
+    undecided = (a > 0) & (b > 0) & (np.abs(a - b) < min_cell)
+    return tiny, undecided
+
+
+def tiny_cells(now: Keyed, before: Keyed, min_cell: int) -> BoolArray:
+    """Cells whose sets of entities differ by 1 to min_cell-1 between two populations:
+    |A| + |B| - 2|A and B| per cell, computed only where the counts cannot decide."""
+    tiny, undecided = _decided(now.counts, before.counts, min_cell)
+    if undecided.any():
+        same = (now.key == before.key) & (now.key >= 0)
+        both = np.bincount(now.key[same], minlength=len(now.counts))
+        delta = now.counts + before.counts - 2 * both
+        tiny |= undecided & (delta > 0) & (delta < min_cell)
+    return tiny
+
+
+def tiny_whole(now: Keyed, before: Keyed, min_cell: int) -> bool:
+    """Whether two whole populations (a total cell) differ by 1 to min_cell-1 entities."""
+    a, b = np.array([now.counts.sum()]), np.array([before.counts.sum()])
+    tiny, undecided = _decided(a, b, min_cell)
+    if undecided.any():
+        both = int(np.count_nonzero((now.key >= 0) & (before.key >= 0)))
+        delta = int(a[0] + b[0]) - 2 * both
+        return 0 < delta < min_cell
+    return bool(tiny[0])
+
+
+def tiny_pairs(now: Keyed, before: Keyed, agencies: int, min_cell: int) -> BoolArray:
+    """The same per agency pair of two co-occurrence populations."""
+    tiny, undecided = _decided(now.counts, before.counts, min_cell)
+    if undecided.any():
+        delta = pair_differences(now.key, before.key, agencies)
+        tiny |= undecided & (delta > 0) & (delta < min_cell)
+    return tiny
 
 
 def pair_differences(now: IntArray, before: IntArray, agencies: int) -> IntArray:
@@ -43,8 +90,3 @@ def pair_differences(now: IntArray, before: IntArray, agencies: int) -> IntArray
     a, b = agency_bits(now[moved], agencies), agency_bits(before[moved], agencies)
     both = a * b
     return np.asarray(a.T @ a + b.T @ b - 2 * (both.T @ both), dtype=np.int64)
-
-
-def tiny(differences: IntArray, min_cell: int) -> BoolArray:
-    """Cells that differ by 1 to min_cell-1 entities."""
-    return (differences > 0) & (differences < min_cell)

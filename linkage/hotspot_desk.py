@@ -26,10 +26,10 @@ from collections import OrderedDict
 from typing import Any
 
 from keys.errors import PlacelinkError, PolicyError
-from linkage.differencing import HISTORY
+from linkage.differencing import HISTORY, Keyed
 from linkage.hotspot_answers import RULE, HotspotAnswer, PolicyRef
 from linkage.hotspot_figures import Figures, compute_figures, population_key
-from linkage.hotspot_index import HotspotIndex, IntArray
+from linkage.hotspot_index import HotspotIndex
 from linkage.hotspot_query import HotspotQuery, QueryVocabulary, parse_query
 from linkage.privacy import MECHANISM, PrivacyBudget, noise_scale, privacy_budget
 from linkage.query_log import QueryEntry
@@ -38,7 +38,7 @@ from policies.decisions import check_in_force, released_attributes
 from policies.model import Policy
 
 AREA_GENERALISATIONS = ("postcode_sector", "postcode_district")
-_KEY_CACHE = 256
+_KEY_CACHE_BYTES = 256 * 2**20  # populations kept for differencing, per process
 
 
 class PrivacyBudgetSpent(PolicyError):
@@ -69,7 +69,7 @@ class HotspotDesk:
     def __init__(self, store: Store, policies: dict[str, Policy]) -> None:
         self.store, self.policies = store, policies
         self._indexes: dict[str, tuple[int | None, HotspotIndex]] = {}
-        self._keys: OrderedDict[tuple[Any, ...], IntArray] = OrderedDict()
+        self._keys: OrderedDict[tuple[Any, ...], Keyed] = OrderedDict()
         self._lock = threading.Lock()
 
     def policy(self, policy_id: str, today: dt.date) -> Policy:
@@ -187,11 +187,11 @@ class HotspotDesk:
         run: int | None,
         index: HotspotIndex,
         query: HotspotQuery,
-    ) -> list[IntArray]:
-        """Key arrays of the populations of the analyst's latest answers of this kind."""
+    ) -> list[Keyed]:
+        """Keyed populations of the analyst's latest answers of this kind."""
         earlier = self.store.recent_queries(analyst, policy.policy_id, run, query.kind, HISTORY)
         words = vocabulary(policy)
-        keys: list[IntArray] = []
+        keys: list[Keyed] = []
         for raw in earlier:
             try:
                 previous = parse_query(_as_raw(raw), words)
@@ -210,10 +210,10 @@ class HotspotDesk:
                     return keys
         return keys
 
-    def _remember(self, key: tuple[Any, ...], value: IntArray) -> None:
+    def _remember(self, key: tuple[Any, ...], value: Keyed) -> None:
         self._keys[key] = value
         self._keys.move_to_end(key)
-        while len(self._keys) > _KEY_CACHE:
+        while sum(k.key.nbytes for k in self._keys.values()) > _KEY_CACHE_BYTES:
             self._keys.popitem(last=False)
 
 

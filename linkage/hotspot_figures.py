@@ -10,15 +10,10 @@ from typing import Any
 
 import numpy as np
 
-from linkage.differencing import (
-    cell_differences,
-    pair_differences,
-    tiny,
-    whole_difference,
-)
+from linkage.differencing import Keyed, tiny_cells, tiny_pairs, tiny_whole
 from linkage.disclosure import SumConstraint, protect
 from linkage.hotspot_answers import HotspotAnswer, PolicyRef
-from linkage.hotspot_index import HotspotIndex, IntArray
+from linkage.hotspot_index import HotspotIndex
 from linkage.hotspot_query import EntityFilter, HotspotQuery
 from linkage.privacy import PrivacyBudget, add_noise
 from policies.model import DisclosureControl
@@ -37,7 +32,7 @@ class Figures:
     has_total: bool = False
     refused: set[Cell] = field(default_factory=set)
     sensitivity: int = 0
-    keys: dict[tuple[Any, ...], IntArray] = field(default_factory=dict)
+    keys: dict[tuple[Any, ...], Keyed] = field(default_factory=dict)
 
     def constraints(self) -> list[SumConstraint[Cell]]:
         if not self.has_total:
@@ -58,14 +53,16 @@ class Figures:
         )
 
 
-def population_key(index: HotspotIndex, kind: str, entity_filter: EntityFilter) -> IntArray:
-    """The key array a population is compared by (see :mod:`linkage.differencing`)."""
+def population_key(index: HotspotIndex, kind: str, entity_filter: EntityFilter) -> Keyed:
+    """The keyed population a query is compared by (see :mod:`linkage.differencing`)."""
     population = index.select(entity_filter)
     if kind == "trend":
-        return index.trend_key(population, entity_filter.since, entity_filter.until)
+        key = index.trend_key(population, entity_filter.since, entity_filter.until)
+        return Keyed.cells(key, len(index.areas) * len(index.months))
     if kind == "cooccurrence":
-        return np.where(population.selected, population.profiles.agencies, 0)
-    return population.area_key()
+        masks = np.where(population.selected, population.profiles.agencies, 0)
+        return Keyed.pairs(masks, len(index.agencies))
+    return Keyed.cells(population.area_key(), len(index.areas))
 
 
 def _fingerprint_key(kind: str, entity_filter: EntityFilter) -> tuple[Any, ...]:
@@ -73,7 +70,7 @@ def _fingerprint_key(kind: str, entity_filter: EntityFilter) -> tuple[Any, ...]:
 
 
 def _table(
-    index: HotspotIndex, query: HotspotQuery, history: list[IntArray], budget: PrivacyBudget | None,
+    index: HotspotIndex, query: HotspotQuery, history: list[Keyed], budget: PrivacyBudget | None,
     control: DisclosureControl,
 ) -> Figures:  # fmt: skip
     populations = query.populations()
@@ -81,19 +78,17 @@ def _table(
     figures = Figures("area", list(index.areas), columns, {}, control, has_total=True)
     figures.sensitivity = len(columns)
     matrix = np.zeros((len(index.areas), len(columns)), dtype=np.int64)
-    seen: list[IntArray] = []
+    seen: list[Keyed] = []
     for j, (name, entity_filter) in enumerate(populations):
-        key = population_key(index, "table", entity_filter)
-        figures.keys[_fingerprint_key("table", entity_filter)] = key
-        matrix[:, j] = np.bincount(key[key >= 0], minlength=len(index.areas))
+        keyed = population_key(index, "table", entity_filter)
+        figures.keys[_fingerprint_key("table", entity_filter)] = keyed
+        matrix[:, j] = keyed.counts
         for other in [*seen, *history]:
-            for row in np.flatnonzero(
-                tiny(cell_differences(key, other, len(index.areas)), control.min_cell)
-            ):
+            for row in np.flatnonzero(tiny_cells(keyed, other, control.min_cell)):
                 figures.refused.add((index.areas[int(row)], name))
-            if 0 < whole_difference(key, other) < control.min_cell:
+            if tiny_whole(keyed, other, control.min_cell):
                 figures.refused.add((TOTAL_ROW, name))
-        seen.append(key)
+        seen.append(keyed)
     if budget is not None:
         matrix = add_noise(matrix, sensitivity=len(columns), epsilon=budget.epsilon_per_query)
     for i, area in enumerate(index.areas):
@@ -105,21 +100,19 @@ def _table(
 
 
 def _trend(
-    index: HotspotIndex, query: HotspotQuery, history: list[IntArray], budget: PrivacyBudget | None,
+    index: HotspotIndex, query: HotspotQuery, history: list[Keyed], budget: PrivacyBudget | None,
     control: DisclosureControl,
 ) -> Figures:  # fmt: skip
     entity_filter = query.filter
     low, high = index.month_range(entity_filter.since, entity_filter.until)
     months = list(index.months[low : high + 1])
-    key = population_key(index, "trend", entity_filter)
-    grid = index.trend_counts(key)[:, low : high + 1]
+    keyed = population_key(index, "trend", entity_filter)
+    grid = keyed.counts.reshape(len(index.areas), len(index.months))[:, low : high + 1]
     figures = Figures("area", list(index.areas), months, {}, control)
-    figures.keys[_fingerprint_key("trend", entity_filter)] = key
+    figures.keys[_fingerprint_key("trend", entity_filter)] = keyed
     figures.sensitivity = max(1, len(months))
-    cells = len(index.areas) * len(index.months)
     for other in history:
-        refused = tiny(cell_differences(key, other, cells), control.min_cell)
-        for flat in np.flatnonzero(refused):
+        for flat in np.flatnonzero(tiny_cells(keyed, other, control.min_cell)):
             row, column = divmod(int(flat), len(index.months))
             if low <= column <= high:
                 figures.refused.add((index.areas[row], index.months[column]))
@@ -132,20 +125,19 @@ def _trend(
 
 
 def _cooccurrence(
-    index: HotspotIndex, query: HotspotQuery, history: list[IntArray], budget: PrivacyBudget | None,
+    index: HotspotIndex, query: HotspotQuery, history: list[Keyed], budget: PrivacyBudget | None,
     control: DisclosureControl,
 ) -> Figures:  # fmt: skip
     agencies = list(index.agencies)
-    key = population_key(index, "cooccurrence", query.filter)
-    matrix = index.cooccurrence(index.select(query.filter))
-    figures = Figures("agency", agencies, agencies, {}, control)
-    figures.keys[_fingerprint_key("cooccurrence", query.filter)] = key
     n = len(agencies)
+    keyed = population_key(index, "cooccurrence", query.filter)
+    matrix = keyed.counts
+    figures = Figures("agency", agencies, agencies, {}, control)
+    figures.keys[_fingerprint_key("cooccurrence", query.filter)] = keyed
     figures.sensitivity = n * (n + 1) // 2
     for other in history:
-        for a, b in zip(
-            *np.nonzero(tiny(pair_differences(key, other, n), control.min_cell)), strict=True
-        ):
+        refused = tiny_pairs(keyed, other, n, control.min_cell)
+        for a, b in zip(*np.nonzero(refused), strict=True):
             figures.refused.add((agencies[a], agencies[b]))
     upper = np.triu_indices(n)
     if budget is not None and n:
@@ -165,7 +157,7 @@ def compute_figures(
     index: HotspotIndex,
     query: HotspotQuery,
     control: DisclosureControl,
-    history: list[IntArray],
+    history: list[Keyed],
     budget: PrivacyBudget | None,
 ) -> Figures:
     """The query's grid: true counts with differencing refusals, or noisy counts under a

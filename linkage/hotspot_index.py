@@ -12,26 +12,33 @@ Counts here are true counts. Nothing leaves the service without :mod:`linkage.di
 
 from __future__ import annotations
 
+import bisect
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from linkage.hotspot_query import EntityFilter
 
-IntArray = NDArray[np.int64]
+IntArray = NDArray[Any]  # integer arrays of the narrowest type that fits
 BoolArray = NDArray[np.bool_]
 MAX_AGENCIES = 30
+WINDOW_CACHE = 16
 
 
 @dataclass(frozen=True)
 class Profiles:
-    """Per-entity agencies, flags and area (-1: not placed) under one time window."""
+    """Per-entity agencies and flags (bit masks), how many agencies, and area (-1: not
+    placed), under one time window."""
 
     agencies: IntArray
     flags: IntArray
     area: IntArray
+    known: IntArray
 
 
 @dataclass(frozen=True)
@@ -43,7 +50,8 @@ class Population:
 
     def area_key(self) -> IntArray:
         """Area of each selected entity, -1 for the others."""
-        return np.where(self.selected, self.profiles.area, -1)
+        area = self.profiles.area
+        return np.where(self.selected, area, np.array(-1, dtype=area.dtype))
 
 
 class HotspotIndex:
@@ -62,21 +70,19 @@ class HotspotIndex:
         month: IntArray,
         flag_bits: IntArray,
     ) -> None:
-        if len(agencies) > MAX_AGENCIES:
-            raise ValueError(f"at most {MAX_AGENCIES} agencies")
+        if len(agencies) > MAX_AGENCIES or len(flags) > MAX_AGENCIES:
+            raise ValueError(f"at most {MAX_AGENCIES} agencies and flags")
         self.agencies, self.flags = tuple(agencies), tuple(flags)
         self.areas, self.months = tuple(areas), tuple(months)
-        order = np.lexsort((area, month, entity))
-        self._entity, self._agency = entity[order], agency[order]
-        self._area, self._month, self._flag_bits = area[order], month[order], flag_bits[order]
         self.entity_count = int(entity.max()) + 1 if len(entity) else 0
-        self._starts = _group_starts(self._entity)
-        self._all = self._profiles(np.ones(len(self._entity), dtype=np.bool_))
-        pairs = np.unique(
-            self._entity[self._month >= 0] * len(self.months) + self._month[self._month >= 0]
-        )
-        self._pair_entity = pairs // max(1, len(self.months))
-        self._pair_month = pairs % max(1, len(self.months))
+        self._area_type = np.int16 if len(self.areas) < 2**15 else np.int32
+        order = np.lexsort((area, month, entity))
+        entity, month, area = entity[order], month[order], area[order]
+        bits, flag_bits = np.left_shift(1, agency[order]), flag_bits[order]
+        self._all = self._profiles(entity, bits, flag_bits, area)
+        self._build_months(entity, month, area, bits, flag_bits)
+        self._windows: OrderedDict[tuple[int, int], Profiles] = OrderedDict()
+        self._lock = threading.Lock()
 
     @classmethod
     def from_rows(
@@ -116,36 +122,84 @@ class HotspotIndex:
             month=columns[:, 3], flag_bits=columns[:, 4],
         )  # fmt: skip
 
-    def _profiles(self, keep: BoolArray) -> Profiles:
-        """Agencies, flags and latest area per entity, from the records where ``keep``."""
-        if not len(self._entity):
+    def _profiles(
+        self, entity: IntArray, bits: IntArray, flag_bits: IntArray, area: IntArray
+    ) -> Profiles:
+        """Agencies, flags and latest area per entity over all records (sorted by entity,
+        month, area; so an entity's last placed record is its latest)."""
+        if not len(entity):
             empty = np.zeros(0, dtype=np.int64)
-            return Profiles(empty, empty, empty)
-        bits = np.where(keep, np.left_shift(1, self._agency), 0)
-        flags = np.where(keep, self._flag_bits, 0)
-        placed = keep & (self._area >= 0)
-        position = np.where(placed, np.arange(len(self._entity)), -1)
-        last = np.maximum.reduceat(position, self._starts)
-        area = np.where(last >= 0, self._area[np.maximum(last, 0)], -1)
-        return Profiles(
-            np.bitwise_or.reduceat(bits, self._starts),
-            np.bitwise_or.reduceat(flags, self._starts),
-            area,
-        )
+            return Profiles(empty, empty, empty, empty)
+        starts = _group_starts(entity)
+        position = np.where(area >= 0, np.arange(len(entity)), -1)
+        last = np.maximum.reduceat(position, starts)
+        placed = np.where(last >= 0, area[np.maximum(last, 0)], -1).astype(self._area_type)
+        agencies = np.bitwise_or.reduceat(bits, starts).astype(_mask_type(len(self.agencies)))
+        flags = np.bitwise_or.reduceat(flag_bits, starts).astype(_mask_type(len(self.flags)))
+        return Profiles(agencies, flags, placed, np.bitwise_count(agencies))
+
+    def _build_months(
+        self, entity: IntArray, month: IntArray, area: IntArray, bits: IntArray, flags: IntArray
+    ) -> None:
+        """Per month and entity (dense, months x entities): agencies and flags of that
+        month's contacts and the area of its latest placed one; and the (month, entity)
+        contacts in month order, for trends."""
+        dated = month >= 0
+        key = month[dated] * max(1, self.entity_count) + entity[dated]
+        order = np.argsort(key, kind="stable")  # keeps the area order inside a month
+        key, area = key[order], area[dated][order]
+        bits, flags = bits[dated][order], flags[dated][order]
+        starts = _group_starts(key)
+        pairs = key[starts] if len(key) else key
+        self._pair_month = (pairs // max(1, self.entity_count)).astype(np.int32)
+        self._pair_entity = (pairs % max(1, self.entity_count)).astype(np.int32)
+        self._pair_bounds = np.searchsorted(self._pair_month, np.arange(len(self.months) + 1))
+        shape = (len(self.months), self.entity_count)
+        self._month_agencies = np.zeros(shape, dtype=_mask_type(len(self.agencies)))
+        self._month_flags = np.zeros(shape, dtype=_mask_type(len(self.flags)))
+        self._month_area = np.full(shape, -1, dtype=self._area_type)
+        if len(pairs):
+            at = (self._pair_month, self._pair_entity)
+            self._month_agencies[at] = np.bitwise_or.reduceat(bits, starts)
+            self._month_flags[at] = np.bitwise_or.reduceat(flags, starts)
+            self._month_area[at] = np.maximum.reduceat(area, starts)
+
+    def _window_profiles(self, low: int, high: int) -> Profiles:
+        """The same from the contacts of months low..high only."""
+        if low > high:
+            agencies = np.zeros(self.entity_count, dtype=self._month_agencies.dtype)
+            flags = np.zeros(self.entity_count, dtype=self._month_flags.dtype)
+        else:
+            agencies = np.bitwise_or.reduce(self._month_agencies[low : high + 1], axis=0)
+            flags = np.bitwise_or.reduce(self._month_flags[low : high + 1], axis=0)
+        area = np.full(self.entity_count, -1, dtype=self._area_type)
+        for month in range(low, high + 1):  # later months overwrite: the latest area wins
+            row = self._month_area[month]
+            np.copyto(area, row, where=row >= 0)
+        return Profiles(agencies, flags, area, np.bitwise_count(agencies))
 
     def month_range(self, since: str | None, until: str | None) -> tuple[int, int]:
         """Indices of the first and last month of the index inside the window."""
-        low = 0 if since is None else int(np.searchsorted(self.months, since, side="left"))
-        high = len(self.months) - 1
-        if until is not None:
-            high = int(np.searchsorted(self.months, until, side="right")) - 1
+        low = 0 if since is None else bisect.bisect_left(self.months, since)
+        high = (
+            len(self.months) - 1 if until is None else bisect.bisect_right(self.months, until) - 1
+        )
         return low, high
 
     def profiles_for(self, since: str | None, until: str | None) -> Profiles:
+        """Profiles under a window (the latest few windows asked are kept)."""
         if since is None and until is None:
             return self._all
-        low, high = self.month_range(since, until)
-        return self._profiles((self._month >= low) & (self._month <= high))
+        window = self.month_range(since, until)
+        with self._lock:
+            cached = self._windows.get(window)
+        if cached is None:
+            cached = self._window_profiles(*window)
+            with self._lock:
+                self._windows[window] = cached
+                while len(self._windows) > WINDOW_CACHE:
+                    self._windows.popitem(last=False)
+        return cached
 
     def _mask(self, names: Sequence[str], vocabulary: Sequence[str]) -> int:
         return sum(1 << vocabulary.index(n) for n in names)
@@ -157,9 +211,7 @@ class HotspotIndex:
         needed = self._mask(entity_filter.all_of, self.agencies)
         excluded = self._mask(entity_filter.none_of, self.agencies)
         flags = self._mask(entity_filter.flags, self.flags)
-        selected = (profiles.area >= 0) & (
-            np.bitwise_count(agencies.astype(np.uint64)) >= entity_filter.min_agencies
-        )
+        selected = (profiles.area >= 0) & (profiles.known >= entity_filter.min_agencies)
         if needed:
             selected &= (agencies & needed) == needed
         if excluded:
@@ -174,11 +226,15 @@ class HotspotIndex:
         return np.bincount(key, minlength=len(self.areas)).astype(np.int64)
 
     def trend_key(self, population: Population, since: str | None, until: str | None) -> IntArray:
-        """Per (entity, month) contact: the cell area * months + month, or -1 if not counted."""
+        """Per (month, entity) contact: the cell area * months + month, or -1 if not counted."""
         low, high = self.month_range(since, until)
-        entity, month = self._pair_entity, self._pair_month
-        counted = population.selected[entity] & (month >= low) & (month <= high)
-        return np.where(counted, population.profiles.area[entity] * len(self.months) + month, -1)
+        start = int(self._pair_bounds[min(low, len(self.months))])
+        stop = int(self._pair_bounds[max(low, high + 1)])
+        area = population.area_key().astype(np.int32)[self._pair_entity[start:stop]]
+        key = np.full(len(self._pair_month), -1, dtype=np.int32)
+        cell = area * len(self.months) + self._pair_month[start:stop]
+        key[start:stop] = np.where(area >= 0, cell, -1)
+        return key
 
     def trend_counts(self, key: IntArray) -> IntArray:
         """Entities per area and month, shape (areas, months)."""
@@ -204,6 +260,10 @@ def pair_counts(masks: IntArray, agencies: int) -> IntArray:
         return np.asarray(bits.T @ (histogram[:, None] * bits), dtype=np.int64)
     wide = agency_bits(masks, agencies).astype(np.float64)
     return np.rint(wide.T @ wide).astype(np.int64)
+
+
+def _mask_type(bits: int) -> type[np.unsignedinteger[Any]]:
+    return np.uint8 if bits <= 8 else np.uint16 if bits <= 16 else np.uint32
 
 
 def _group_starts(sorted_keys: IntArray) -> IntArray:

@@ -34,12 +34,19 @@ class Keyed:
     counts: IntArray
 
     @classmethod
-    def cells(cls, key: IntArray, cells: int) -> Keyed:
-        return cls(key, np.bincount(key[key >= 0], minlength=cells))
+    def cells(cls, key: IntArray, cells: int, within: slice | None = None) -> Keyed:
+        """Counts per cell; ``within``: the only span of ``key`` that can hold a cell."""
+        return cls(key, _counts(key if within is None else key[within], cells))
 
     @classmethod
     def pairs(cls, masks: IntArray, agencies: int) -> Keyed:
-        return cls(masks, pair_counts(masks[masks > 0], agencies))
+        return cls(masks, pair_counts(masks, agencies))  # mask 0 has no pairs: no compress
+
+
+def _counts(key: IntArray, cells: int) -> IntArray:
+    """Elements per cell of a key array (-1: none). Shifting -1 into a bin of its own beats a
+    boolean compress several times over on a million entries."""
+    return np.bincount(key.astype(np.intp) + 1, minlength=cells + 1)[1:]
 
 
 def _decided(a: IntArray, b: IntArray, min_cell: int) -> tuple[BoolArray, BoolArray]:
@@ -52,13 +59,18 @@ def _decided(a: IntArray, b: IntArray, min_cell: int) -> tuple[BoolArray, BoolAr
 
 
 def tiny_cells(now: Keyed, before: Keyed, min_cell: int) -> BoolArray:
-    """Cells whose sets of entities differ by 1 to min_cell-1 between two populations:
-    |A| + |B| - 2|A and B| per cell, computed only where the counts cannot decide."""
+    """Cells whose sets of entities differ by 1 to min_cell-1 between two populations,
+    computed only where the counts cannot decide: from the elements whose cell changed when
+    they are few, else as |A| + |B| - 2|A and B| per cell."""
     tiny, undecided = _decided(now.counts, before.counts, min_cell)
     if undecided.any():
-        same = (now.key == before.key) & (now.key >= 0)
-        both = np.bincount(now.key[same], minlength=len(now.counts))
-        delta = now.counts + before.counts - 2 * both
+        changed = np.flatnonzero(now.key != before.key)
+        if 4 * len(changed) < len(now.key):
+            delta = _counts(now.key[changed], len(now.counts))
+            delta += _counts(before.key[changed], len(now.counts))
+        else:
+            both = _counts(np.where(now.key == before.key, now.key, -1), len(now.counts))
+            delta = now.counts + before.counts - 2 * both
         tiny |= undecided & (delta > 0) & (delta < min_cell)
     return tiny
 

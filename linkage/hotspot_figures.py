@@ -58,7 +58,8 @@ def population_key(index: HotspotIndex, kind: str, entity_filter: EntityFilter) 
     population = index.select(entity_filter)
     if kind == "trend":
         key = index.trend_key(population, entity_filter.since, entity_filter.until)
-        return Keyed.cells(key, len(index.areas) * len(index.months))
+        span = index.contact_span(entity_filter.since, entity_filter.until)
+        return Keyed.cells(key, len(index.areas) * len(index.months), within=span)
     if kind == "cooccurrence":
         masks = np.where(population.selected, population.profiles.agencies, 0)
         return Keyed.pairs(masks, len(index.agencies))

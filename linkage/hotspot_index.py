@@ -225,15 +225,26 @@ class HotspotIndex:
         key = population.profiles.area[population.selected]
         return np.bincount(key, minlength=len(self.areas)).astype(np.int64)
 
-    def trend_key(self, population: Population, since: str | None, until: str | None) -> IntArray:
-        """Per (month, entity) contact: the cell area * months + month, or -1 if not counted."""
+    def contact_span(self, since: str | None, until: str | None) -> slice:
+        """The (month, entity) contacts of a window: a slice of the month order."""
         low, high = self.month_range(since, until)
         start = int(self._pair_bounds[min(low, len(self.months))])
-        stop = int(self._pair_bounds[max(low, high + 1)])
-        area = population.area_key().astype(np.int32)[self._pair_entity[start:stop]]
+        return slice(start, int(self._pair_bounds[max(low, high + 1)]))
+
+    def trend_key(self, population: Population, since: str | None, until: str | None) -> IntArray:
+        """Per (month, entity) contact: the cell area * months + month, or -1 if not counted."""
+        span = self.contact_span(since, until)
+        start, stop = span.start, span.stop
+        months = len(self.months)
+        # area * months per selected entity, and far below zero for the others, so that one
+        # gather, one add and one clamp give every contact's cell or -1
+        base = np.where(
+            population.selected, population.profiles.area.astype(np.int32) * months, -(2**30)
+        )
         key = np.full(len(self._pair_month), -1, dtype=np.int32)
-        cell = area * len(self.months) + self._pair_month[start:stop]
-        key[start:stop] = np.where(area >= 0, cell, -1)
+        window = key[start:stop]
+        np.add(base[self._pair_entity[start:stop]], self._pair_month[start:stop], out=window)
+        np.maximum(window, -1, out=window)
         return key
 
     def trend_counts(self, key: IntArray) -> IntArray:
@@ -255,7 +266,7 @@ def agency_bits(masks: IntArray, agencies: int) -> IntArray:
 def pair_counts(masks: IntArray, agencies: int) -> IntArray:
     """For agency bit masks, how many have both bits of each pair (a square matrix)."""
     if agencies <= 16:  # histogram of the 2**agencies masks, then a tiny product
-        histogram = np.bincount(masks, minlength=1 << agencies)
+        histogram = np.bincount(masks.astype(np.intp), minlength=1 << agencies)
         bits = agency_bits(np.arange(1 << agencies), agencies)
         return np.asarray(bits.T @ (histogram[:, None] * bits), dtype=np.int64)
     wide = agency_bits(masks, agencies).astype(np.float64)

@@ -70,6 +70,7 @@ class HotspotDesk:
         self.store, self.policies = store, policies
         self._indexes: dict[str, tuple[int | None, HotspotIndex]] = {}
         self._keys: OrderedDict[tuple[Any, ...], Keyed] = OrderedDict()
+        self._references: dict[str, PolicyRef] = {}
         self._lock = threading.Lock()
 
     def policy(self, policy_id: str, today: dt.date) -> Policy:
@@ -81,6 +82,16 @@ class HotspotDesk:
             )
         check_in_force(policy, today=today)
         return policy
+
+    def _reference(self, policy: Policy) -> PolicyRef:
+        """Id, version and hash (hashed once: canonical JSON of the whole policy)."""
+        with self._lock:
+            cached = self._references.get(policy.policy_id)
+        if cached is None or cached.version != policy.version:
+            cached = PolicyRef(policy.policy_id, policy.version, policy.policy_hash)
+            with self._lock:
+                self._references[policy.policy_id] = cached
+        return cached
 
     def index(self, policy: Policy) -> tuple[int | None, HotspotIndex]:
         """The index of the policy's latest link run, built once per run and process."""
@@ -130,7 +141,7 @@ class HotspotDesk:
         )
         try:
             policy = self.policy(policy_id, today or dt.date.today())
-            ref = PolicyRef(policy.policy_id, policy.version, policy.policy_hash)
+            ref = self._reference(policy)
             parsed = parse_query(raw, vocabulary(policy))
             query = parsed.canonical()
             return self._answer(analyst, policy, ref, parsed)

@@ -93,7 +93,14 @@ def _post(
 
 
 def _fresh_dirs(out: Path) -> dict[str, Path]:
-    for stale in ("linkage.db", "gateways", "keys", "service.log"):
+    for stale in (
+        "linkage.db",
+        "linkage.db-wal",
+        "linkage.db-shm",
+        "gateways",
+        "keys",
+        "service.log",
+    ):
         target = out / stale
         if target.is_dir():
             shutil.rmtree(target)

@@ -38,7 +38,7 @@ from policies.decisions import check_in_force, released_attributes
 from policies.model import Policy
 
 AREA_GENERALISATIONS = ("postcode_sector", "postcode_district")
-_KEY_CACHE_BYTES = 256 * 2**20  # populations kept for differencing, per process
+_KEY_CACHE_BYTES = 512 * 2**20  # populations kept for differencing, per process
 
 
 class PrivacyBudgetSpent(PolicyError):

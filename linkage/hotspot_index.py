@@ -245,6 +245,8 @@ class HotspotIndex:
         window = key[start:stop]
         np.add(base[self._pair_entity[start:stop]], self._pair_month[start:stop], out=window)
         np.maximum(window, -1, out=window)
+        if len(self.areas) * months < 2**15:  # kept for differencing: store it narrow
+            return key.astype(np.int16)
         return key
 
     def trend_counts(self, key: IntArray) -> IntArray:

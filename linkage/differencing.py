@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from linkage.hotspot_index import BoolArray, IntArray, agency_bits, pair_counts
+from linkage.hotspot_index import BoolArray, IntArray, pair_counts
 
 HISTORY = 12
 
@@ -90,15 +90,14 @@ def tiny_pairs(now: Keyed, before: Keyed, agencies: int, min_cell: int) -> BoolA
     """The same per agency pair of two co-occurrence populations."""
     tiny, undecided = _decided(now.counts, before.counts, min_cell)
     if undecided.any():
-        delta = pair_differences(now.key, before.key, agencies)
+        delta = pair_differences(now, before, agencies)
         tiny |= undecided & (delta > 0) & (delta < min_cell)
     return tiny
 
 
-def pair_differences(now: IntArray, before: IntArray, agencies: int) -> IntArray:
+def pair_differences(now: Keyed, before: Keyed, agencies: int) -> IntArray:
     """Per agency pair, the symmetric difference of "known to both" between two populations
-    given as agency masks (0 where an entity is not selected)."""
-    moved = now != before
-    a, b = agency_bits(now[moved], agencies), agency_bits(before[moved], agencies)
-    both = a * b
-    return np.asarray(a.T @ a + b.T @ b - 2 * (both.T @ both), dtype=np.int64)
+    given as agency masks (0 where an entity is not selected): |A| + |B| - 2|A and B|, where
+    an entity is in both exactly when the pair's bits are set in the AND of its two masks."""
+    both = pair_counts(now.key & before.key, agencies)
+    return np.asarray(now.counts + before.counts - 2 * both, dtype=np.int64)

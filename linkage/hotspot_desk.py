@@ -72,6 +72,7 @@ class HotspotDesk:
         self._keys: OrderedDict[tuple[Any, ...], Keyed] = OrderedDict()
         self._references: dict[str, PolicyRef] = {}
         self._lock = threading.Lock()
+        self._build_lock = threading.Lock()
 
     def policy(self, policy_id: str, today: dt.date) -> Policy:
         policy = self.policies.get(policy_id)
@@ -98,16 +99,21 @@ class HotspotDesk:
         run = self.store.latest_link_run(policy.policy_id)
         with self._lock:
             cached = self._indexes.get(policy.policy_id)
+        if cached is not None and cached[0] == run:
+            return cached
+        with self._build_lock:  # one build at a time: concurrent first queries wait for it
+            with self._lock:
+                cached = self._indexes.get(policy.policy_id)
             if cached is not None and cached[0] == run:
                 return cached
-        words = vocabulary(policy)
-        rows = self.store.index_rows(
-            policy.policy_id, words.area_attribute, month_attribute(policy), words.flags
-        )
-        built = (run, HotspotIndex.from_rows(rows, agencies=words.agencies, flags=words.flags))
-        with self._lock:
-            self._indexes[policy.policy_id] = built
-        return built
+            words = vocabulary(policy)
+            rows = self.store.index_rows(
+                policy.policy_id, words.area_attribute, month_attribute(policy), words.flags
+            )
+            index = HotspotIndex.from_rows(rows, agencies=words.agencies, flags=words.flags)
+            with self._lock:
+                self._indexes[policy.policy_id] = (run, index)
+            return run, index
 
     def set_index(self, policy_id: str, run: int | None, index: HotspotIndex) -> None:
         """Install a prebuilt index (benchmarks build one straight from arrays)."""

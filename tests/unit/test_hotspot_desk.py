@@ -220,3 +220,15 @@ def test_the_audit_seam_sees_every_decision(tmp_path: Path) -> None:
         desk.answer(ANALYST, POLICY_ID, {"filter": {"all_of": ["probation"]}})
     assert [e["decision"] for e in seen] == ["answered", "refused"]
     assert {"analyst", "policy_hash", "policy_version", "query", "epsilon"} <= set(seen[0])
+
+
+def test_a_new_link_run_is_answered_from_a_fresh_index(tmp_path: Path) -> None:
+    desk, _ = desk_for(tmp_path, tiny_world())
+    first = desk.answer(ANALYST, POLICY_ID, {})
+    assert first.cells[("SB1 2", "entities")].value == 30
+    more = [[(f"R{i}", "housing", {"area": "SB1 2", "event_month": "2025-03"}) for i in range(40)]]
+    desk.store.load_linked_records(POLICY_ID, more)  # a new run: only these 40 people
+    second = desk.answer(OTHER, POLICY_ID, {})
+    assert second.link_run != first.link_run
+    assert second.cells[("SB1 2", "entities")].value == 40
+    assert second.total is not None and second.total["entities"].value == 40

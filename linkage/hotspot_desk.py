@@ -4,7 +4,10 @@ The checklist, in order, for every query:
 
 1. the policy is registered here and in force today, else refused;
 2. the query parses against the policy's vocabulary (its area attribute, provider agencies
-   and declared flags), else refused naming the field;
+   and declared flags), else refused naming the field; then the ``authorise`` hook, where
+   given, takes the policy's rule decision (the service passes one that decides the request
+   ``view_hotspots`` by the grouping attribute under the policy's permissions and
+   prohibitions, and records it) and raises to refuse;
 3. true counts come from the link run's in-memory index (:mod:`linkage.hotspot_index`);
 4. without a privacy budget, cells whose population differs from an earlier answer's by 1 to
    min_cell-1 entities are refused (:mod:`linkage.differencing`); with one, the query costs
@@ -23,6 +26,7 @@ import datetime as dt
 import json
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 from keys.errors import PlacelinkError, PolicyError
@@ -66,8 +70,15 @@ def month_attribute(policy: Policy) -> str:
 class HotspotDesk:
     """Answers hot-spot queries for the policies a service holds; see the module docstring."""
 
-    def __init__(self, store: Store, policies: dict[str, Policy]) -> None:
+    def __init__(
+        self,
+        store: Store,
+        policies: dict[str, Policy],
+        *,
+        authorise: Callable[[Policy, str], None] | None = None,
+    ) -> None:
         self.store, self.policies = store, policies
+        self._authorise = authorise
         self._indexes: dict[str, tuple[int | None, HotspotIndex]] = {}
         self._keys: OrderedDict[tuple[Any, ...], Keyed] = OrderedDict()
         self._references: dict[str, PolicyRef] = {}
@@ -150,6 +161,8 @@ class HotspotDesk:
             ref = self._reference(policy)
             parsed = parse_query(raw, vocabulary(policy))
             query = parsed.canonical()
+            if self._authorise is not None:
+                self._authorise(policy, parsed.by)
             return self._answer(analyst, policy, ref, parsed)
         except PlacelinkError as refusal:
             entry = QueryEntry(

@@ -232,3 +232,20 @@ def test_a_new_link_run_is_answered_from_a_fresh_index(tmp_path: Path) -> None:
     assert second.link_run != first.link_run
     assert second.cells[("SB1 2", "entities")].value == 40
     assert second.total is not None and second.total["entities"].value == 40
+
+
+def test_the_policy_rule_hook_decides_before_any_count(tmp_path: Path) -> None:
+    _, policy = write_policy(tmp_path)
+    store = Store(f"sqlite:///{tmp_path / 'linkage.db'}")
+    store.load_linked_records(POLICY_ID, tiny_world())
+    asked: list[str] = []
+
+    def refuse(policy: Policy, by: str) -> None:
+        asked.append(by)
+        raise PolicyError("analysts may not view hot-spots by this attribute", fix="see P3")
+
+    desk = HotspotDesk(store, {POLICY_ID: policy}, authorise=refuse)
+    with pytest.raises(PolicyError):
+        desk.answer(ANALYST, POLICY_ID, {})
+    assert asked == ["area"]
+    assert [(q.decision, q.epsilon) for q in store.queries(POLICY_ID)] == [("refused", 0.0)]

@@ -34,11 +34,21 @@ def _district(value: Value) -> str | None:
     return postcode_district(text) if " " in text else None
 
 
+_TRUE = frozenset({"1", "y", "yes", "true", "t"})
+
+
+def _flag(value: Value) -> str:
+    """A yes/no flag (open case, ASB incident, ...) as "1" or "0"; hot-spot queries filter on
+    flags a policy declares with this generalisation."""
+    return "1" if str(value).strip().lower() in _TRUE else "0"
+
+
 GENERALISATIONS: dict[str, Callable[[Value], str | None]] = {
     "postcode_sector": _sector,
     "postcode_district": _district,
     "month": _month,
     "year": _year,
+    "flag": _flag,
 }
 
 

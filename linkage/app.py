@@ -15,8 +15,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 
@@ -30,16 +30,20 @@ from keys.errors import (
     StorageError,
 )
 from linkage.engine import Engine
-from linkage.hotspots import DEFAULT_MEASURES, Measure
+from linkage.hotspot_desk import HotspotDesk, PrivacyBudgetSpent
 from linkage.intake import ReplayError, accept_batch
+from linkage.query_log import analyst_id
 from linkage.revocations import is_fingerprint
 from linkage.service import LinkageService
 from policies.approvals import PolicyTrust, load_trusted_policy
+from policies.decisions import require
 from policies.linkage_schema import load_schema
+from policies.model import Policy, Request
 
 PROBLEM_BASE = "https://placelink.example/problems/"
 _STATUS: list[tuple[type[PlacelinkError], int, str]] = [
     (ReplayError, 409, "replay"),
+    (PrivacyBudgetSpent, 403, "privacy-budget-spent"),
     (KeyMaterialError, 401, "bad-signature"),
     (AccessError, 403, "forbidden"),
     (PolicyError, 403, "policy-refused"),
@@ -63,7 +67,9 @@ def _service() -> LinkageService:
     return service
 
 
-def _require_token(setting: str = "TOKEN_SHA256") -> None:
+def _require_token(setting: str = "TOKEN_SHA256") -> str:
+    """The SHA-256 of the caller's bearer token, when it is one configured under ``setting``;
+    anyone else is denied."""
     header = request.headers.get("Authorization", "")
     token = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else ""
     digest = hashlib.sha256(token.encode()).hexdigest()
@@ -72,6 +78,23 @@ def _require_token(setting: str = "TOKEN_SHA256") -> None:
         raise AccessError(
             "a valid bearer token is required", fix="send Authorization: Bearer TOKEN"
         )
+    return digest
+
+
+def require_analyst() -> str:
+    """The caller's analyst id (from a valid analyst bearer token); anyone else is denied."""
+    return analyst_id(_require_token("TOKEN_SHA256"))
+
+
+def _hotspot_rules(service: LinkageService) -> Callable[[Policy, str], None]:
+    """The policy's rule decision on a hot-spot query (view_hotspots, grouped by ``by``),
+    taken before any count and recorded. Analyst tokens are not bound to a party yet, so the
+    analyst asks as the role ``recipient``."""
+
+    def authorise(policy: Policy, by: str) -> None:
+        require(policy, Request("view_hotspots", "recipient", by=by), recorder=service.decisions)
+
+    return authorise
 
 
 @api.post("/v1/batches")
@@ -98,7 +121,7 @@ def post_batch() -> tuple[Response, int]:
 
 @api.post("/v1/policies/<policy_id>/link-runs")
 def post_link_run(policy_id: str) -> tuple[Response, int]:
-    _require_token()
+    require_analyst()
     query = request.get_json(silent=True) or {}
     if not isinstance(query, dict):
         raise InputError("the body must be a JSON object", fix='send {"epoch": N} or no body')
@@ -129,37 +152,9 @@ def get_revocations() -> Response:
     return jsonify({"revoked": [{"node_key": k, "revoked_at": t.isoformat()} for k, t in rows]})
 
 
-def _measures(raw: Any) -> list[Measure]:
-    if raw is None:
-        return DEFAULT_MEASURES
-    try:
-        return [
-            Measure(str(m["name"]), int(m.get("min_agencies", 1)), tuple(m.get("all_of", ())))
-            for m in raw
-        ]
-    except (KeyError, TypeError, ValueError):
-        raise InputError(
-            "measures must be a list of {name, min_agencies, all_of}", fix="see docs/analyst.md"
-        ) from None
-
-
-@api.post("/v1/policies/<policy_id>/hotspots")
-def post_hotspots(policy_id: str) -> Response:
-    _require_token()
-    query = request.get_json(silent=True) or {}
-    if not isinstance(query, dict):
-        raise InputError(
-            "the hot-spot query must be a JSON object", fix='send {"by": ..., "measures": [...]}'
-        )
-    rows = _service().hotspots(
-        policy_id, _measures(query.get("measures")), by=str(query.get("by", "area"))
-    )
-    return jsonify({"policy_id": policy_id, "by": query.get("by", "area"), "rows": rows})
-
-
 @api.get("/v1/policies/<policy_id>/links/<source>")
 def get_links(policy_id: str, source: str) -> Response:
-    _require_token()
+    require_analyst()
     links = _service().entity_links(policy_id, source)
     return jsonify(
         {
@@ -217,10 +212,17 @@ def create_app(
         app.logger.warning("allow_unsigned_policies_unsafe is set: DPO approvals are NOT checked")
     app.config["TOKEN_SHA256"] = list(token_sha256)
     app.config["ADMIN_TOKEN_SHA256"] = list(admin_token_sha256 or [])
-    app.extensions["placelink"] = LinkageService.create(
-        database_url, policies, schemas, _engine(dask_scheduler)
+    service = LinkageService.create(database_url, policies, schemas, _engine(dask_scheduler))
+    app.extensions["placelink"] = service
+    app.extensions["placelink-hotspots"] = HotspotDesk(
+        service.store, service.policies, authorise=_hotspot_rules(service)
     )
     app.register_blueprint(api)
+    from linkage.dashboard import dashboard
+    from linkage.hotspot_routes import hotspot_api
+
+    app.register_blueprint(hotspot_api)
+    app.register_blueprint(dashboard)
     app.register_error_handler(PlacelinkError, _handle)
     app.register_error_handler(404, lambda e: problem(404, "not-found", "no such endpoint"))
     app.register_error_handler(

@@ -140,7 +140,11 @@ class LinkageService:
     def hotspots(
         self, policy_id: str, measures: list[Measure], *, by: str = "area"
     ) -> list[dict[str, Published]]:
-        """Disclosure-controlled counts per area; only attributes the policy releases may group."""
+        """Disclosure-controlled counts per area; only attributes the policy releases may group.
+
+        The walking skeleton's in-process table (primary suppression only, nothing recorded).
+        Analysts' queries go through :class:`linkage.hotspot_desk.HotspotDesk`, which adds
+        secondary suppression, differencing control, budgets and the query record."""
         policy = self.policy(policy_id)
         released = {a.name: a for a in released_attributes(policy)}
         if by not in released:

@@ -2,28 +2,34 @@
 
 Tables: policies registered with the service, batches (the signed manifest and the ``.clks``
 body as received), records (pseudonym and released attributes, one row per encoded record),
-link runs, and entity memberships of the latest run; and the key state: revoked node keys and,
-per policy, the oldest key epoch still accepted. A batch is stored in one transaction:
-a failure leaves nothing behind.
+link runs, entity memberships of the latest run, hot-spot queries (the decision taken on each,
+see :mod:`linkage.query_log`) and the privacy-budget ledger (epsilon spent per analyst and
+policy); and the key state: revoked node keys and, per policy, the oldest key epoch still
+accepted. A batch is stored in one transaction: a failure leaves nothing behind.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     DateTime,
+    Float,
     ForeignKey,
     Integer,
     LargeBinary,
     String,
     create_engine,
     delete,
+    event,
+    func,
+    insert,
     select,
+    update,
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -31,6 +37,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sess
 
 from keys.errors import StorageError
 from linkage.hotspots import EntityRecord
+from linkage.query_log import QueryEntry
 from policies.clks import EncodedBatch, load_clks
 
 
@@ -105,13 +112,49 @@ class EpochFloorRow(Base):
     epoch: Mapped[int] = mapped_column(Integer)
 
 
+class QueryRow(Base):
+    __tablename__ = "queries"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    analyst: Mapped[str] = mapped_column(String(64), index=True)
+    policy_id: Mapped[str] = mapped_column(String(200), index=True)
+    policy_version: Mapped[str] = mapped_column(String(50))
+    policy_hash: Mapped[str] = mapped_column(String(64))
+    link_run: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    query: Mapped[dict[str, Any]] = mapped_column(JSON)
+    decision: Mapped[str] = mapped_column(String(20))
+    reason: Mapped[str] = mapped_column(String(500))
+    epsilon: Mapped[float] = mapped_column(Float)
+    treatments: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class BudgetRow(Base):
+    __tablename__ = "privacy_budgets"
+    analyst: Mapped[str] = mapped_column(String(64), primary_key=True)
+    policy_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    epsilon_spent: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
+class BudgetSpent(Exception):
+    """The analyst's budget under the policy cannot pay for this query (nothing was spent)."""
+
+
 class Store:
     """All reads and writes of the linkage service go through here."""
 
     def __init__(self, url: str) -> None:
         self.engine: Engine = create_engine(url, future=True)
+        if self.engine.dialect.name == "sqlite" and self.engine.url.database not in (
+            None,
+            "",
+            ":memory:",
+        ):
+            event.listen(self.engine, "connect", _sqlite_wal)
         Base.metadata.create_all(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self.on_query: list[Callable[[QueryEntry], None]] = []  # the audit log's seam
 
     @contextmanager
     def _transaction(self, what: str) -> Iterator[Session]:
@@ -247,6 +290,108 @@ class Store:
             for entity, source, attrs in rows
         ]
 
+    def load_linked_records(
+        self, policy_id: str, chunks: Iterable[Sequence[tuple[str, str, dict[str, Any]]]]
+    ) -> int:
+        """Bulk-load already linked records (entity id, source, attributes), chunk by chunk,
+        as one link run: for benchmarks and tests that need a large linked population without
+        encodings. Each source gets an empty synthetic batch. Returns the link run's id."""
+        now = dt.datetime.now(dt.UTC)
+        entities: set[str] = set()
+        sources: set[str] = set()
+        loaded = 0
+        with self._transaction("load linked records") as session:
+            first = (session.scalar(select(func.max(RecordRow.id))) or 0) + 1
+            session.execute(delete(MembershipRow).where(MembershipRow.policy_id == policy_id))
+            for part in chunks:
+                for source in {source for _, source, _ in part} - sources:
+                    session.add(_synthetic_batch(policy_id, source, first, now))
+                    sources.add(source)
+                session.flush()
+                rows, members = _linked_rows(policy_id, first, loaded, part)
+                session.execute(insert(RecordRow), rows)
+                session.execute(insert(MembershipRow), members)
+                entities.update(entity for entity, _, _ in part)
+                loaded += len(part)
+            run = LinkRunRow(
+                policy_id=policy_id, epoch=0, finished_at=now, records=loaded,
+                entities=len(entities), summary={"synthetic": True},
+            )  # fmt: skip
+            session.add(run)
+            session.flush()
+            return run.id
+
+    def latest_link_run(self, policy_id: str) -> int | None:
+        with self._sessions() as session:
+            return session.scalar(
+                select(LinkRunRow.id)
+                .where(LinkRunRow.policy_id == policy_id)
+                .order_by(LinkRunRow.id.desc())
+                .limit(1)
+            )
+
+    def index_rows(
+        self, policy_id: str, area: str, month: str, flags: Sequence[str]
+    ) -> list[tuple[str, str, str | None, str | None, int]]:
+        """(entity, source, area, month, flag bits) of each record of the latest link run; a
+        flag is set where its attribute is "1" (the gateway's ``flag`` generalisation)."""
+        attrs = RecordRow.attributes
+        columns = [attrs[area].as_string(), attrs[month].as_string()]
+        columns += [attrs[name].as_string() for name in flags]
+        with self._sessions() as session:
+            rows = session.execute(
+                select(MembershipRow.entity_id, RecordRow.source, *columns)
+                .join(RecordRow, RecordRow.id == MembershipRow.record_id)
+                .where(MembershipRow.policy_id == policy_id)
+            ).all()
+        return [(row[0], row[1], row[2], row[3], _flag_bits(row[4:])) for row in rows]
+
+    def record_query(self, entry: QueryEntry, *, epsilon_total: float | None = None) -> int:
+        """Record the query; where it spends epsilon, debit the analyst's ledger in the same
+        transaction, refusing (BudgetSpent, nothing recorded) when the total would be passed."""
+        with self._transaction("record the query") as session:
+            if entry.epsilon > 0:
+                _debit(session, entry, epsilon_total or 0.0)
+            row = _query_row(entry)
+            session.add(row)
+            session.flush()
+            query_id = row.id
+        for hook in self.on_query:
+            hook(entry)
+        return query_id
+
+    def epsilon_spent(self, analyst: str, policy_id: str) -> float:
+        with self._sessions() as session:
+            row = session.get(BudgetRow, (analyst, policy_id))
+            return row.epsilon_spent if row else 0.0
+
+    def recent_queries(
+        self, analyst: str, policy_id: str, link_run: int | None, kind: str, limit: int
+    ) -> list[dict[str, Any]]:
+        """The canonical form of the analyst's latest answered queries of one kind and run."""
+        with self._sessions() as session:
+            rows = session.scalars(
+                select(QueryRow.query)
+                .where(
+                    QueryRow.analyst == analyst,
+                    QueryRow.policy_id == policy_id,
+                    QueryRow.link_run == link_run,
+                    QueryRow.kind == kind,
+                    QueryRow.decision == "answered",
+                )
+                .order_by(QueryRow.id.desc())
+                .limit(limit)
+            ).all()
+        return list(rows)
+
+    def queries(self, policy_id: str) -> list[QueryRow]:
+        with self._sessions() as session:
+            return list(
+                session.scalars(
+                    select(QueryRow).where(QueryRow.policy_id == policy_id).order_by(QueryRow.id)
+                ).all()
+            )
+
     # --- key state: revoked node keys and retired epochs (see docs/key-ceremony.md) ---------
 
     def revoke_key(self, node_key: str, *, now: dt.datetime) -> dt.datetime:
@@ -299,6 +444,86 @@ class Store:
             )
             session.merge(EpochFloorRow(policy_id=policy_id, epoch=epoch))
             return int(getattr(deleted, "rowcount", 0) or 0)
+
+
+def _linked_rows(
+    policy_id: str, first: int, start: int, part: Sequence[tuple[str, str, dict[str, Any]]]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    rows, members = [], []
+    for offset, (entity, source, attributes) in enumerate(part):
+        record_id = first + start + offset
+        rows.append(
+            {
+                "id": record_id,
+                "batch_id": f"synthetic-{policy_id}-{source}-{first}",
+                "policy_id": policy_id,
+                "source": source,
+                "pseudonym": f"{record_id:032x}",
+                "attributes": attributes,
+            }
+        )
+        members.append({"record_id": record_id, "policy_id": policy_id, "entity_id": entity})
+    return rows, members
+
+
+def _synthetic_batch(policy_id: str, source: str, first: int, now: dt.datetime) -> BatchRow:
+    manifest = {"batch_id": f"synthetic-{policy_id}-{source}-{first}", "synthetic": True}
+    return BatchRow(
+        batch_id=manifest["batch_id"], policy_id=policy_id, source=source, epoch=-1,
+        schema_hash="", record_count=0, body_sha256="", nonce=manifest["batch_id"],
+        manifest=manifest, body=b"", received_at=now,
+    )  # fmt: skip
+
+
+def _sqlite_wal(connection: Any, _record: Any) -> None:
+    """A file SQLite store journals ahead (WAL): readers do not block the writer, and a
+    commit costs one fsync instead of several; synchronous=FULL keeps every commit durable
+    (a recorded query or an accepted batch survives a power cut)."""
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.close()
+
+
+def _flag_bits(values: Sequence[Any]) -> int:
+    return sum(1 << i for i, value in enumerate(values) if value == "1")
+
+
+def _debit(session: Session, entry: QueryEntry, total: float) -> None:
+    key = (entry.analyst, entry.policy_id)
+    if session.get(BudgetRow, key) is None:
+        session.add(
+            BudgetRow(analyst=key[0], policy_id=key[1], epsilon_spent=0.0, updated_at=entry.at)
+        )
+        session.flush()
+    debited = session.execute(
+        update(BudgetRow)
+        .where(
+            BudgetRow.analyst == key[0],
+            BudgetRow.policy_id == key[1],
+            BudgetRow.epsilon_spent + entry.epsilon <= total + 1e-9,
+        )
+        .values(epsilon_spent=BudgetRow.epsilon_spent + entry.epsilon, updated_at=entry.at)
+    )
+    if getattr(debited, "rowcount", 0) != 1:
+        raise BudgetSpent
+
+
+def _query_row(entry: QueryEntry) -> QueryRow:
+    return QueryRow(
+        at=entry.at,
+        analyst=entry.analyst,
+        policy_id=entry.policy_id,
+        policy_version=entry.policy_version,
+        policy_hash=entry.policy_hash,
+        link_run=entry.link_run,
+        kind=str(entry.query.get("kind", "")),
+        query=entry.query,
+        decision=entry.decision,
+        reason=entry.reason[:500],
+        epsilon=entry.epsilon,
+        treatments=entry.treatments,
+    )
 
 
 def _utc(moment: dt.datetime) -> dt.datetime:

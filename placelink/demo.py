@@ -6,8 +6,9 @@ signing key per DPO, name them in the policy and have each DPO sign it; start th
 service (gunicorn, SQLite under DIR) on a loopback port, trusting exactly those DPO keys (it
 verifies the approvals before it loads the policy); run one gateway per agency,
 which encodes under the policy and uploads over HTTP; link; query hot-spots; resolve each
-agency's links locally to score linkage against the synthetic truth; write hotspots.csv and
-report.html.
+agency's links locally to score linkage against the synthetic truth; write hotspots.csv,
+report.html and dashboard.html (a static snapshot of the task-force dashboard: the service's
+published answers for a table, a trend and the agency co-occurrence matrix, nothing else).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from gateway.resolve import fetch_links, resolve_links
 from gateway.schema import default_schema, default_schema_path
 from keys import SigningKey, new_secret, write_secret
 from keys.errors import PlacelinkError
+from linkage.dashboard_page import snapshot_page
 from linkage.hotspots import DEFAULT_MEASURES
 from linkage.quality import PairwiseQuality, pairwise_quality
 from linkage.server import RunningService, start_service
@@ -116,7 +118,14 @@ def _post(
 
 
 def _fresh_dirs(out: Path) -> dict[str, Path]:
-    for stale in ("linkage.db", "gateways", "keys", "service.log"):
+    for stale in (
+        "linkage.db",
+        "linkage.db-wal",
+        "linkage.db-shm",
+        "gateways",
+        "keys",
+        "service.log",
+    ):
         target = out / stale
         if target.is_dir():
             shutil.rmtree(target)
@@ -182,8 +191,8 @@ def run_demo(out: Path, *, seed: int = 7, people: int = 3000, progress: bool = T
             records[agency] = len(publication.result.batch)
             sent += publication.bytes_sent
         summary = _post(service, f"/v1/policies/{policy.policy_id}/link-runs", token)
-        query = {"by": "area", "measures": [vars(m) for m in DEFAULT_MEASURES]}
-        rows = _post(service, f"/v1/policies/{policy.policy_id}/hotspots", token, query)["rows"]
+        answers = _hotspot_answers(service, policy.policy_id, token)
+        rows = answers["table"]["rows"]
         predicted = _resolve_all(service, policy.policy_id, list(csvs), dirs["gateways"], token)
     finally:
         service.stop()
@@ -195,9 +204,27 @@ def run_demo(out: Path, *, seed: int = 7, people: int = 3000, progress: bool = T
         render_report(report_facts(result), rows, [m.name for m in DEFAULT_MEASURES]),
         encoding="utf-8",
     )
-    result.files = {"hotspots": out / "hotspots.csv", "report": out / "report.html"}
+    (out / "dashboard.html").write_text(snapshot_page(answers), encoding="utf-8")
+    result.files = {
+        "hotspots": out / "hotspots.csv",
+        "report": out / "report.html",
+        "dashboard": out / "dashboard.html",
+    }
     result.policy_line = _policy_line(policy)
     return result
+
+
+def _hotspot_answers(service: RunningService, policy_id: str, token: str) -> dict[str, Any]:
+    """The published answers the demo shows: the default table, and for people known to 2+
+    agencies the monthly trend and the agency co-occurrence matrix."""
+    path = f"/v1/policies/{policy_id}/hotspots"
+    table = {"kind": "table", "measures": [vars(m) for m in DEFAULT_MEASURES]}
+    known_to_2 = {"min_agencies": 2}
+    return {
+        "table": _post(service, path, token, table),
+        "trend": _post(service, path, token, {"kind": "trend", "filter": known_to_2}),
+        "cooccurrence": _post(service, path, token, {"kind": "cooccurrence", "filter": known_to_2}),
+    }
 
 
 def _resolve_all(
@@ -248,6 +275,8 @@ def format_summary(result: DemoResult) -> str:
             for r in top
         ],
         f"wrote {result.files.get('hotspots')} and {result.files.get('report')}",
+        f"dashboard snapshot: {result.files.get('dashboard')} (open it in a browser; the live "
+        "dashboard is served at /dashboard by the linkage service, see docs/analyst.md)",
         f"done in {result.seconds:.1f} s",
     ]
     return "\n".join(lines)

@@ -31,6 +31,7 @@ GENERALISATION_WORDS = {
     "postcode_district": "postcode district (e.g. SB3)",
     "month": "month (e.g. 2026-05)",
     "year": "year",
+    "flag": "a yes/no flag",
 }
 _PERIOD = re.compile(r"(\d+)([YMWD])")
 _UNITS = {"Y": "year", "M": "month", "W": "week", "D": "day"}

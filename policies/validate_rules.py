@@ -11,6 +11,7 @@ from policies.vocabulary import (
     CONSTRAINTS,
     FINGERPRINT_PATTERN,
     GENERALISATIONS,
+    IDENTIFIER_FIELDS,
     OBLIGATION_ACTIONS,
     RULE_ACTIONS,
 )
@@ -34,7 +35,13 @@ def _generalisation(check: Checker, path: YamlPath, item: Any) -> None:
                 "is missing or unknown",
                 f"use one of {', '.join(GENERALISATIONS)}",
             )
-        elif item.get("field") not in GENERALISATIONS[name]:
+        elif name == "flag" and item.get("field") in IDENTIFIER_FIELDS:
+            check.bad(
+                (*path, "generalisation"),
+                "a flag cannot be made from an identifier",
+                "make flags from the agency's own yes/no columns (open case, ...)",
+            )
+        elif GENERALISATIONS[name] and item.get("field") not in GENERALISATIONS[name]:
             check.bad(
                 (*path, "generalisation"),
                 f"{name} cannot apply to this field",

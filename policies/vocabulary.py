@@ -40,7 +40,13 @@ GENERALISATIONS: dict[str, tuple[str, ...]] = {
     "postcode_district": ("postcode",),
     "month": ("date_of_birth", "event_date"),
     "year": ("date_of_birth", "event_date"),
+    # a yes/no attribute (open case, ASB incident, missed school) from an agency's own column;
+    # never from an identifier
+    "flag": (),
 }
+IDENTIFIER_FIELDS = (
+    "given_name", "family_name", "date_of_birth", "sex", "postcode", "address", "nhs_number",
+)  # fmt: skip
 # action -> what it means, in the words explain uses
 ACTIONS: dict[str, str] = {
     "upload": "send keyed encodings and generalised attributes to the linkage service",

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 from linkage.app import api
+from linkage.dashboard import dashboard
+from linkage.hotspot_routes import hotspot_api
 from placelink.cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,11 +37,13 @@ def _rules() -> list[str]:
     from flask import Flask
 
     app = Flask("probe")
-    app.register_blueprint(api)
+    blueprints = (api, hotspot_api, dashboard)
+    for blueprint in blueprints:
+        app.register_blueprint(blueprint)
     return [
         rule.rule.replace("<policy_id>", "<id>")
         for rule in app.url_map.iter_rules()
-        if rule.endpoint.startswith("api.")
+        if rule.endpoint.split(".")[0] in {b.name for b in blueprints}
     ]
 
 

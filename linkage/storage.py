@@ -16,13 +16,6 @@ from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import (
-    JSON,
-    DateTime,
-    Float,
-    ForeignKey,
-    Integer,
-    LargeBinary,
-    String,
     create_engine,
     delete,
     event,
@@ -33,112 +26,25 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from keys.errors import StorageError
 from linkage.hotspots import EntityRecord
 from linkage.query_log import QueryEntry
+from linkage.tables import (
+    Base,
+    BatchRow,
+    BudgetRow,
+    BudgetSpent,
+    EpochFloorRow,
+    LinkRunRow,
+    MembershipRow,
+    PolicyRow,
+    QueryRow,
+    RecordRow,
+    RevokedKeyRow,
+)
 from policies.clks import EncodedBatch, load_clks
-
-
-class Base(DeclarativeBase):
-    pass
-
-
-class PolicyRow(Base):
-    __tablename__ = "policies"
-    policy_id: Mapped[str] = mapped_column(String(200), primary_key=True)
-    version: Mapped[str] = mapped_column(String(50))
-    policy_hash: Mapped[str] = mapped_column(String(64))
-    document: Mapped[dict[str, Any]] = mapped_column(JSON)
-
-
-class BatchRow(Base):
-    __tablename__ = "batches"
-    batch_id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    policy_id: Mapped[str] = mapped_column(ForeignKey("policies.policy_id"), index=True)
-    source: Mapped[str] = mapped_column(String(100))
-    epoch: Mapped[int] = mapped_column(Integer)
-    schema_hash: Mapped[str] = mapped_column(String(64))
-    record_count: Mapped[int] = mapped_column(Integer)
-    body_sha256: Mapped[str] = mapped_column(String(64))
-    nonce: Mapped[str] = mapped_column(String(64), unique=True)
-    manifest: Mapped[dict[str, Any]] = mapped_column(JSON)
-    body: Mapped[bytes] = mapped_column(LargeBinary)
-    received_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
-
-
-class RecordRow(Base):
-    __tablename__ = "records"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    batch_id: Mapped[str] = mapped_column(ForeignKey("batches.batch_id"), index=True)
-    policy_id: Mapped[str] = mapped_column(String(200), index=True)
-    source: Mapped[str] = mapped_column(String(100))
-    pseudonym: Mapped[str] = mapped_column(String(64))
-    attributes: Mapped[dict[str, Any]] = mapped_column(JSON)
-
-
-class LinkRunRow(Base):
-    __tablename__ = "link_runs"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    policy_id: Mapped[str] = mapped_column(String(200), index=True)
-    epoch: Mapped[int] = mapped_column(Integer)
-    finished_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
-    records: Mapped[int] = mapped_column(Integer)
-    entities: Mapped[int] = mapped_column(Integer)
-    summary: Mapped[dict[str, Any]] = mapped_column(JSON)
-
-
-class MembershipRow(Base):
-    __tablename__ = "memberships"
-    record_id: Mapped[int] = mapped_column(ForeignKey("records.id"), primary_key=True)
-    policy_id: Mapped[str] = mapped_column(String(200), index=True)
-    entity_id: Mapped[str] = mapped_column(String(40), index=True)
-
-
-class RevokedKeyRow(Base):
-    """Node keys whose uploads are refused from now on (checked by every intake)."""
-
-    __tablename__ = "revoked_keys"
-    node_key: Mapped[str] = mapped_column(String(80), primary_key=True)  # the fingerprint
-    revoked_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
-
-
-class EpochFloorRow(Base):
-    """Per policy, the oldest key epoch still accepted; older epochs were retired and deleted."""
-
-    __tablename__ = "epoch_floors"
-    policy_id: Mapped[str] = mapped_column(String(200), primary_key=True)
-    epoch: Mapped[int] = mapped_column(Integer)
-
-
-class QueryRow(Base):
-    __tablename__ = "queries"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
-    analyst: Mapped[str] = mapped_column(String(64), index=True)
-    policy_id: Mapped[str] = mapped_column(String(200), index=True)
-    policy_version: Mapped[str] = mapped_column(String(50))
-    policy_hash: Mapped[str] = mapped_column(String(64))
-    link_run: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    kind: Mapped[str] = mapped_column(String(20))
-    query: Mapped[dict[str, Any]] = mapped_column(JSON)
-    decision: Mapped[str] = mapped_column(String(20))
-    reason: Mapped[str] = mapped_column(String(500))
-    epsilon: Mapped[float] = mapped_column(Float)
-    treatments: Mapped[dict[str, Any]] = mapped_column(JSON)
-
-
-class BudgetRow(Base):
-    __tablename__ = "privacy_budgets"
-    analyst: Mapped[str] = mapped_column(String(64), primary_key=True)
-    policy_id: Mapped[str] = mapped_column(String(200), primary_key=True)
-    epsilon_spent: Mapped[float] = mapped_column(Float)
-    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
-
-
-class BudgetSpent(Exception):
-    """The analyst's budget under the policy cannot pay for this query (nothing was spent)."""
 
 
 class Store:
@@ -545,3 +451,19 @@ def _batch_row(manifest: dict[str, Any], body: bytes) -> BatchRow:
         body=body,
         received_at=dt.datetime.now(dt.UTC),
     )
+
+
+__all__ = [
+    "Base",
+    "BatchRow",
+    "BudgetRow",
+    "BudgetSpent",
+    "EpochFloorRow",
+    "LinkRunRow",
+    "MembershipRow",
+    "PolicyRow",
+    "QueryRow",
+    "RecordRow",
+    "RevokedKeyRow",
+    "Store",
+]

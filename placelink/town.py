@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import csv
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -38,7 +37,8 @@ import yaml
 
 from gateway.mapping import CANONICAL_COLUMNS as GATEWAY_CANONICAL_COLUMNS
 from placelink import town_lists as lists
-from placelink.town_lists import AgencyProfile, Habits
+from placelink.town_habits import AgencyRecord, add_years, dirty, pick
+from placelink.town_lists import AgencyProfile
 
 AGENCIES: tuple[str, ...] = ("police", "childrens_services", "housing", "health", "school")
 CANONICAL_COLUMNS: tuple[str, ...] = GATEWAY_CANONICAL_COLUMNS
@@ -127,19 +127,8 @@ class _Person:
         return _age(self.dob, PERIOD_START) < 18
 
 
-def _pick(rng: Rng, items: tuple[str, ...]) -> str:
-    return items[int(rng.integers(len(items)))]
-
-
 def _age(dob: date, when: date) -> int:
     return when.year - dob.year - ((when.month, when.day) < (dob.month, dob.day))
-
-
-def _add_years(day: date, years: int) -> date:
-    try:
-        return day.replace(year=day.year + years)
-    except ValueError:  # 29 February in a non-leap year
-        return day.replace(year=day.year + years, day=28)
 
 
 def _random_date(rng: Rng, start: date, end: date) -> date:
@@ -243,17 +232,17 @@ def _birth_dates(rng: Rng, roles: list[str]) -> list[date]:
 def _given_name(rng: Rng, sex: str, born: int) -> str:
     """Mostly modern names for children born since 2000, classic ones for those before 1990."""
     if born >= 2000 and rng.random() < 0.7:
-        return _pick(rng, _MODERN[sex])
+        return pick(rng, _MODERN[sex])
     if born < 1990:
-        return _pick(rng, _CLASSIC[sex])
-    return _pick(rng, _MODERN[sex] + _CLASSIC[sex])
+        return pick(rng, _CLASSIC[sex])
+    return pick(rng, _MODERN[sex] + _CLASSIC[sex])
 
 
 def _make_household(
     rng: Rng, size: int, home: _Home, need: float, ids: dict[str, None]
 ) -> _Household:
     hh = _Household(home.area, need, [(date.min, home)])
-    family = _pick(rng, lists.SURNAMES)
+    family = pick(rng, lists.SURNAMES)
     roles = _household_roles(rng, size)
     head_sex = "M" if rng.random() < 0.5 else "F"
     for role, dob in zip(roles, _birth_dates(rng, roles), strict=True):
@@ -263,7 +252,7 @@ def _make_household(
             sex = head_sex if role == "head" else ("M" if rng.random() < 0.5 else "F")
         own = family
         if (role in ("partner", "elder") and rng.random() < 0.2) or rng.random() < 0.04:
-            own = _pick(rng, lists.SURNAMES)
+            own = pick(rng, lists.SURNAMES)
         given = _given_name(rng, sex, dob.year)
         person_need = float(np.clip(need + rng.normal(0, 0.12), 0.0, 1.0))
         pid = f"PER{len(ids) + 1:06d}"
@@ -304,7 +293,7 @@ def _apply_life_events(
         for person in hh.members:
             if person.sex == "F" and not person.is_child and rng.random() < 0.03:
                 when = _random_date(rng, date(2024, 2, 1), date(2026, 11, 30))
-                new = _pick(rng, lists.SURNAMES)
+                new = pick(rng, lists.SURNAMES)
                 if new != person.names[0][1]:
                     person.names.append((when, new))
 
@@ -313,8 +302,8 @@ def _event_date(rng: Rng, person: _Person, agency: str) -> date | None:
     start = max(PERIOD_START, person.dob)
     end = PERIOD_END
     if agency == "school":
-        start = max(start, _add_years(person.dob, 4))
-        end = min(end, _add_years(person.dob, 18) - timedelta(days=1))
+        start = max(start, add_years(person.dob, 4))
+        end = min(end, add_years(person.dob, 18) - timedelta(days=1))
     return _random_date(rng, start, end) if start <= end else None
 
 
@@ -356,99 +345,9 @@ def _contacts(rng: Rng, households: list[_Household]) -> dict[str, list[tuple[_P
     return out
 
 
-@dataclass
-class _Record:
-    record_id: str
-    given: str
-    family: str
-    dob: date | None
-    sex: str
-    postcode: str
-    address: str
-    nhs: str
-    event: date
-
-
-def _typo(rng: Rng, text: str) -> str:
-    """One deletion, insertion, substitution or transposition, keeping the first letter."""
-    if len(text) < 3:
-        return text
-    kind, i = int(rng.integers(4)), int(rng.integers(1, len(text) - 1))
-    letter = _LETTERS[int(rng.integers(26))]
-    letter = letter.upper() if text[i].isupper() else letter
-    if kind == 1:
-        return text[:i] + letter + text[i:]
-    if kind == 2 and text[i].isalpha() and letter.lower() != text[i].lower():
-        return text[:i] + letter + text[i + 1 :]
-    pair = text[i : i + 2]
-    if kind == 3 and pair.isalpha() and pair[0] != pair[1]:
-        return text[:i] + pair[::-1] + text[i + 2 :]
-    return text[:i] + text[i + 1 :]
-
-
-def _given_variant(rng: Rng, given: str, habits: Habits, force: bool) -> str:
-    nicknames = lists.NICKNAMES.get(given)
-    if nicknames and (rng.random() < habits.nickname or force):
-        return _pick(rng, nicknames)
-    return _typo(rng, given) if force or rng.random() < habits.typo else given
-
-
-def _dob_variant(rng: Rng, dob: date, event: date, habits: Habits) -> date:
-    u = rng.random()
-    if u < habits.dob_swap and dob.day <= 12 and dob.day != dob.month:
-        swapped = date(dob.year, dob.day, dob.month)
-        return swapped if swapped <= event else dob
-    if u < habits.dob_swap + habits.year_slip:
-        digits = str(dob.year)
-        slips = (int(digits[:2] + digits[3] + digits[2]), dob.year - 1, dob.year + 1)
-        year = slips[int(rng.integers(3))]
-        if 1935 <= year <= event.year and year != dob.year:
-            slipped = _add_years(dob, year - dob.year)
-            return slipped if slipped <= event else dob
-    return dob
-
-
-def _postcode_variant(rng: Rng, postcode: str) -> str:
-    compact = postcode.replace(" ", "")
-    variants = (compact.lower(), compact, postcode.replace(" ", "  "), postcode.lower())
-    return variants[int(rng.integers(len(variants)))]
-
-
-def _address_variant(rng: Rng, address: str, habits: Habits) -> str:
-    if rng.random() < habits.address_variant:
-        head, _, suffix = address.rpartition(" ")
-        address = f"{head} {lists.STREET_SUFFIXES.get(suffix, suffix)}"
-    if rng.random() < habits.flat_slash:
-        address = re.sub(r"^Flat (\d+), (\d+) ", r"\1/\2 ", address)
-    return address
-
-
-def _dirty(rng: Rng, rec: _Record, habits: Habits, force: bool) -> _Record:
-    """Apply an agency's habits; ``force`` guarantees a name variation (for duplicates)."""
-    force_given = force and rng.random() < 0.5
-    rec.given = _given_variant(rng, rec.given, habits, force_given)
-    if (force and not force_given) or rng.random() < habits.typo:
-        rec.family = _typo(rng, rec.family)
-    rec.dob = _dob_variant(rng, rec.dob, rec.event, habits) if rec.dob else None
-    if rng.random() < habits.postcode_variant:
-        rec.postcode = _postcode_variant(rng, rec.postcode)
-    rec.address = _address_variant(rng, rec.address, habits)
-    if habits.nhs_spaced:
-        rec.nhs = f"{rec.nhs[:3]} {rec.nhs[3:6]} {rec.nhs[6:]}"
-    for name in ("given", "family", "dob", "sex", "postcode", "address", "nhs"):
-        if rng.random() < habits.missing.get(name, 0.0):
-            setattr(rec, name, None if name == "dob" else "")
-    if habits.upper:
-        rec.given, rec.family = rec.given.upper(), rec.family.upper()
-        rec.postcode, rec.address = rec.postcode.upper(), rec.address.upper()
-    elif habits.upper_family:
-        rec.family = rec.family.upper()
-    return rec
-
-
 def _records(
     rng: Rng, spec: AgencyProfile, contacts: list[tuple[_Person, date]]
-) -> list[tuple[str, _Record]]:
+) -> list[tuple[str, AgencyRecord]]:
     entries = [(person, when, False) for person, when in contacts]
     for person, when in contacts:
         if rng.random() < spec.habits.duplicate:
@@ -458,7 +357,7 @@ def _records(
     for i, k in enumerate(rng.permutation(len(entries))):
         person, when, force = entries[int(k)]
         home = person.household.home_at(when)
-        rec = _Record(
+        rec = AgencyRecord(
             spec.make_id(first + i, when),
             person.given,
             person.family_at(when),
@@ -469,11 +368,11 @@ def _records(
             person.nhs,
             when,
         )
-        out.append((person.pid, _dirty(rng, rec, spec.habits, force)))
+        out.append((person.pid, dirty(rng, rec, spec.habits, force)))
     return out
 
 
-def _canonical_row(rec: _Record) -> dict[str, str]:
+def _canonical_row(rec: AgencyRecord) -> dict[str, str]:
     values = (
         rec.record_id,
         rec.given,
@@ -488,7 +387,7 @@ def _canonical_row(rec: _Record) -> dict[str, str]:
     return dict(zip((*CANONICAL_COLUMNS, "event_date"), values, strict=True))
 
 
-def _agency_row(spec: AgencyProfile, rec: _Record) -> dict[str, str]:
+def _agency_row(spec: AgencyProfile, rec: AgencyRecord) -> dict[str, str]:
     canonical = _canonical_row(rec)
     row: dict[str, str] = {}
     for name, column in zip(canonical, spec.columns, strict=True):

@@ -77,6 +77,7 @@ class FittedModel:
     converged: bool = True
     estimated: bool = False  # False: the priors (no pairs, or an estimate that failed a check)
     groups: tuple[GroupModel, ...] = ()  # joint m/u of dependent groups; () with the priors
+    salted: tuple[str, ...] = ()  # fields salted with the date of birth (see _salt_unsure)
 
     def field_weights(self) -> list[Floats]:
         return [model.weights() for model in self.models]
@@ -123,6 +124,7 @@ def model_to_json(model: FittedModel) -> dict[str, object]:
             {"fields": list(g.fields), "m": [list(r) for r in g.m], "u": [list(r) for r in g.u]}
             for g in model.groups
         ],
+        "salted": list(model.salted),
     }
 
 
@@ -140,6 +142,7 @@ def model_from_json(document: dict[str, Any]) -> FittedModel:
         bool(document["converged"]),
         bool(document["estimated"]),
         tuple(_group_from_json(g) for g in document.get("groups", [])),
+        tuple(str(name) for name in document.get("salted", [])),
     )
 
 
@@ -186,9 +189,15 @@ def pattern_weights(model: FittedModel, patterns: Levels, *, bounded: bool = Tru
     """Total weight of each pattern: present fields summed, except that a group with a fitted
     joint table counts by it where both its fields are present (:func:`_joint_weight`; the EM
     itself reads the joint tables unbounded), and a dependent group without one counts once,
-    as its strongest present member."""
+    as its strongest present member. Salted fields follow :func:`_salt_unsure`."""
     parts = model.contributions(patterns)
-    total = parts.sum(axis=1)
+    unsure = _salt_unsure(model, patterns)
+    kept = parts.copy()
+    for name in model.salted:
+        if name in model.fields:
+            column = model.fields.index(name)
+            kept[:, column] = np.where(unsure, np.maximum(parts[:, column], 0.0), parts[:, column])
+    total = kept.sum(axis=1)
     joint = {g.fields: g for g in model.groups}
     for group in JOINT_GROUPS:
         if not all(n in model.fields for n in group):
@@ -203,8 +212,24 @@ def pattern_weights(model: FittedModel, patterns: Levels, *, bounded: bool = Tru
             grouped = _strongest(parts[:, columns], present)
         else:
             continue
-        total = total - parts[:, columns].sum(axis=1) + grouped
+        if set(group) <= set(model.salted):
+            lifted = unsure & (parts[:, columns] < 0).any(axis=1)
+            grouped = np.where(lifted, np.maximum(grouped, kept[:, columns].sum(axis=1)), grouped)
+        total = total - kept[:, columns].sum(axis=1) + grouped
     return np.asarray(total, dtype=np.float64)
+
+
+def _salt_unsure(model: FittedModel, patterns: Levels) -> npt.NDArray[np.bool_]:
+    """Pairs whose salted fields' disagreements count 0: the dates of birth do not agree.
+
+    A field salted with the date of birth (schema ``salt``) gives unrelated filters for equal
+    values whenever the two dates differ, so where the date of birth is missing or below its
+    top level a salted field's (or an all-salted group's) negative evidence says nothing about
+    the person and is left out; agreements count as usual.
+    """
+    if not model.salted or "date_of_birth" not in model.fields:
+        return np.zeros(len(patterns), dtype=bool)
+    return np.asarray(patterns[:, model.fields.index("date_of_birth")] != 0)
 
 
 def _strongest(parts: Floats, present: npt.NDArray[np.bool_]) -> Floats:
@@ -359,12 +384,14 @@ def estimate_model(
     prior_strength: float = 50.0,
     max_iterations: int = 1000,
     tolerance: float = 1e-7,
+    salted: tuple[str, ...] = (),
 ) -> FittedModel:
     """m, u and the match share from the candidate pairs' levels, by EM (see the module);
-    with ``fixed_u`` (from :func:`estimate_u`), only m and the match share are estimated."""
-    model = prior_model(fields)
+    with ``fixed_u`` (from :func:`estimate_u`), only m and the match share are estimated;
+    ``salted``: the fields salted with the date of birth (:func:`_salt_unsure`)."""
+    model = replace(prior_model(fields), salted=salted)
     if fixed_u is not None:
-        model = FittedModel(fields, fixed_u.models, model.match_share, groups=fixed_u.groups)
+        model = replace(model, models=fixed_u.models, groups=fixed_u.groups)
     if len(levels) == 0:
         return model
     codes, patterns = pattern_codes(levels, model)
@@ -374,10 +401,11 @@ def estimate_model(
         fitted = _m_step(patterns, counts, posterior, fields, prior_strength, fixed_u)
         moved = _distance(model, fitted)
         model = replace(fitted, iterations=iteration, converged=False, estimated=True)
+        model = replace(model, salted=salted)
         if moved < tolerance:
             model = replace(model, converged=True)
             break
-    return model if is_plausible(model) else prior_model(fields)
+    return model if is_plausible(model) else replace(prior_model(fields), salted=salted)
 
 
 def is_plausible(model: FittedModel) -> bool:

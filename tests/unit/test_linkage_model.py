@@ -6,6 +6,7 @@ Engine-level tests use a synthetic town encoded with the real gateway (see the e
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -155,6 +156,23 @@ def test_a_double_name_disagreement_counts_no_more_than_the_worse_one() -> None:
         float(pattern_weights(fitted, np.array([[MISSING, worst[1], MISSING]], np.int8))[0]),
     ]
     assert float(pattern_weights(fitted, both)[0]) >= min(alone) - 1e-9
+
+
+def test_salted_name_disagreements_count_nothing_unless_birth_dates_agree() -> None:
+    truth = a_true_model()
+    levels, _ = simulate_levels(np.random.default_rng(6), truth, 50_000)
+    plain = estimate_model(levels, FIELDS)
+    salted = replace(plain, salted=("given_name", "family_name"))
+    assert model_from_json(model_to_json(salted)) == salted
+    worst = len(plain.models[0].m) - 1
+    dob_only = np.array([[MISSING, MISSING, 4], [MISSING, MISSING, 0]], dtype=np.int8)
+    disagree = np.array([[worst, worst, 4], [worst, worst, 0]], dtype=np.int8)
+    agree = np.array([[0, 0, 4]], dtype=np.int8)
+    got, base = pattern_weights(salted, disagree), pattern_weights(salted, dob_only)
+    assert got[0] == pytest.approx(base[0])  # dates differ: the names say nothing
+    assert got[1] < base[1]  # dates agree: salted names disagreeing count against
+    assert pattern_weights(plain, disagree)[0] < base[0]  # unsalted: always against
+    assert pattern_weights(salted, agree)[0] == pytest.approx(pattern_weights(plain, agree)[0])
 
 
 # --- clustering ---------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from gateway.pseudonyms import PseudonymMap  # noqa: E402
 from gateway.schema import default_schema, hardened_schema  # noqa: E402
 from keys import new_secret  # noqa: E402
 from linkage.corpus import build_corpus  # noqa: E402
-from linkage.engine import LocalEngine  # noqa: E402
+from linkage.engine import LocalEngine, salted_fields  # noqa: E402
 from linkage.quality import pairwise_quality  # noqa: E402
 from policies.linkage_schema import LinkageSchema  # noqa: E402
 
@@ -70,7 +70,8 @@ def link(folder: Path, schema: LinkageSchema) -> tuple[float, float, float]:
         batches.append((side, result.batch))
         by_pseudonym = pseudonyms.record_for()
         keys += [by_pseudonym[result.batch.pseudonym_hex(r)] for r in range(len(result.batch))]
-    entities = LocalEngine().link(build_corpus(batches)).entity_ids
+    engine = LocalEngine(salted=salted_fields(schema))
+    entities = engine.link(build_corpus(batches)).entity_ids
     predicted = dict(zip(keys, entities, strict=True))
     truth = {key: key.split("-")[1] for key in keys}
     quality = pairwise_quality(predicted, truth)

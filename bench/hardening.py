@@ -32,7 +32,7 @@ from gateway.records import normalise_rows  # noqa: E402
 from gateway.schema import default_schema_text  # noqa: E402
 from keys import new_secret  # noqa: E402
 from linkage.corpus import build_corpus  # noqa: E402
-from linkage.engine import LocalEngine  # noqa: E402
+from linkage.engine import LocalEngine, salted_fields  # noqa: E402
 from linkage.quality import pairwise_quality  # noqa: E402
 from placelink.town import Town, generate_town  # noqa: E402
 from policies.linkage_schema import LinkageSchema, parse_schema  # noqa: E402
@@ -70,7 +70,7 @@ def town_f1(town: Town, schema: LinkageSchema) -> float:
         batch = encode_records(records, secret=secret, context=context, pseudonyms=PseudonymMap())
         batches.append((agency, batch))
         keys += [(agency, record_id) for record_id in records.record_ids]
-    result = LocalEngine().link(build_corpus(batches))
+    result = LocalEngine(salted=salted_fields(schema)).link(build_corpus(batches))
     predicted = dict(zip(keys, result.entity_ids, strict=True))
     truth = {(agency, record_id): person for agency, record_id, person in town.truth}
     return pairwise_quality(predicted, truth).f1

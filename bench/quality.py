@@ -6,10 +6,9 @@ soc_sec_id:
 
     given_name, family_name <- given_name, surname
     date_of_birth           <- date_of_birth (YYYYMMDD; impossible dates are missing)
-    address                 <- street_number address_1 address_2 suburb postcode state
-    postcode                <- left empty: FEBRL's Australian postcodes fail the gateway's UK
-                               check and would be counted invalid (and so missing); they travel
-                               inside the address instead.
+    postcode                <- postcode (Australian, 4 digits: the gateway encodes a numeric
+                               foreign postcode, counted as foreign, with no area attribute)
+    address                 <- street_number address_1 address_2 suburb
 
 placelink encodes each file with the real gateway (keyed Bloom filters) and links the two
 encodings with the engine (blocking, Dice, EM-estimated Fellegi-Sunter, clustering). The
@@ -51,7 +50,7 @@ from linkage.quality import PairwiseQuality, pairwise_quality  # noqa: E402
 
 COLUMNS = ["record_id", "given_name", "family_name", "date_of_birth", "sex", "postcode"]
 COLUMNS += ["address", "nhs_number"]
-ADDRESS_PARTS = ("street_number", "address_1", "address_2", "suburb", "postcode", "state")
+ADDRESS_PARTS = ("street_number", "address_1", "address_2", "suburb")
 
 
 def _text(value: Any) -> str:
@@ -76,7 +75,7 @@ def canonical_rows(frame: Any) -> list[dict[str, str]]:
                 "family_name": _text(record["surname"]),
                 "date_of_birth": _iso_date(record["date_of_birth"]),
                 "sex": "",
-                "postcode": "",
+                "postcode": _text(record["postcode"]),
                 "address": " ".join(t for t in (_text(record[p]) for p in ADDRESS_PARTS) if t),
                 "nhs_number": "",
             }

@@ -66,9 +66,15 @@ DEFAULT_MODELS: dict[str, FieldModel] = {
     ),
     "nhs_number": FieldModel((0.5,), (0.995, 0.005), (0.000001, 0.999999)),
 }
-# Fields that agree or disagree together (one household shares both): their evidence counts
-# once, as the strongest contribution among the group's present fields.
+# Fields that agree or disagree together (one household shares both): with these priors, and
+# with a fitted model that has no joint table for them, their evidence counts once, as the
+# strongest contribution among the group's present fields.
 DEPENDENT_GROUPS: tuple[tuple[str, ...], ...] = (("address", "postcode"),)
+# Pairs of fields whose agreement levels the EM models jointly (linkage.fellegi_sunter): one
+# household shares address and postcode; given and family names go together (blocking on both
+# names makes a non-match that shares one name more likely to share the other, and both are
+# mistyped, swapped or left out together).
+JOINT_GROUPS: tuple[tuple[str, str], ...] = (("address", "postcode"), ("given_name", "family_name"))
 DEFAULT_THRESHOLD = 11.0
 
 

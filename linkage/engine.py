@@ -37,6 +37,7 @@ from linkage.compare import Levels, PairComparer, comparison_levels
 from linkage.corpus import EncodedCorpus
 from linkage.fellegi_sunter import FittedModel, estimate_model
 from linkage.weights import WeightHistogram, weight_histogram
+from policies.linkage_schema import LinkageSchema
 
 PARTITION_PAIRS = 500_000
 Scorer = Callable[[EncodedCorpus, Pairs], npt.NDArray[Any]]
@@ -73,6 +74,11 @@ class LinkResult:
         return max(self.cluster_sizes, default=0)
 
 
+def salted_fields(schema: LinkageSchema) -> tuple[str, ...]:
+    """The schema's fields salted with the date of birth (for ``Engine(salted=...)``)."""
+    return tuple(spec.name for spec in schema.fields if spec.salt == "birth_date")
+
+
 def model_fields(corpus: EncodedCorpus) -> tuple[str, ...]:
     """The corpus's fields the Fellegi-Sunter model knows, in corpus order."""
     return tuple(name for name in corpus.fields if name in DEFAULT_MODELS)
@@ -106,10 +112,12 @@ class Engine(ABC):
         threshold: float | None = None,
         blocking: BlockingConfig | None = None,
         model: FittedModel | None = None,
+        salted: tuple[str, ...] = (),
     ) -> None:
         self.threshold = threshold
         self.blocking = blocking or BlockingConfig()
         self.model = model
+        self.salted = salted  # fields salted with the date of birth (the schema's ``salt``)
 
     @abstractmethod
     def map_partitions(
@@ -132,7 +140,7 @@ class Engine(ABC):
             return self.model
         if previous is not None and previous.fields == fields:
             return previous
-        return estimate_model(levels, fields)
+        return estimate_model(levels, fields, salted=self.salted)
 
     def link(self, corpus: EncodedCorpus, *, previous: PreviousLinkage | None = None) -> LinkResult:
         pairs = candidate_pairs(corpus, self.blocking)

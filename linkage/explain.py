@@ -112,8 +112,8 @@ def format_explanation(explanation: PairExplanation, names: tuple[str, str]) -> 
         lines.append(f"  {e.field:<14} {sim:>10}  {e.level:<17} {m:>7} {u:>9} {e.weight:>+7.2f}")
     verdict = "above" if explanation.above_threshold else "below"
     lines += [
-        f"  total weight {explanation.total:+.2f} (address and postcode count once, as the "
-        f"stronger), {verdict} the threshold {explanation.threshold:.2f}; "
+        f"  total weight {explanation.total:+.2f} (address with postcode, and the two names, "
+        f"count by their joint m/u), {verdict} the threshold {explanation.threshold:.2f}; "
         f"match probability {explanation.probability:.4f}",
         f"  proposed by blocking: {'yes' if explanation.proposed_by_blocking else 'no'}; "
         f"same entity: {'yes' if explanation.same_entity else 'no'}",

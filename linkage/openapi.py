@@ -1,0 +1,124 @@
+"""The linkage service's OpenAPI 3.1 document, served at ``GET /openapi.json``.
+
+Written by hand, next to the routes it describes; a test fails when a route of the API is
+missing here (or the other way round), so the document cannot drift. It describes shapes, never
+data: no example carries an identifier.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+PROBLEM = {"$ref": "#/components/schemas/Problem"}
+_ERRORS = {
+    "401": "signature verification failed",
+    "403": "no valid token, or the policy forbids it",
+    "409": "a replayed batch",
+    "422": "malformed input; the detail names the field and the fix",
+    "503": "the store is unavailable; nothing was changed",
+}
+POLICY_ID = {"name": "policy_id", "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+def _json(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"content": {"application/json": {"schema": schema}}}
+
+
+def _operation(
+    summary: str,
+    *,
+    ok: str = "200",
+    secured: str | None = "analyst",
+    body: dict[str, Any] | None = None,
+    parameters: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    responses: dict[str, Any] = {ok: {"description": "done", **_json({"type": "object"})}}
+    for status, why in _ERRORS.items():
+        responses[status] = {"description": why, "content": {"application/problem+json": {
+            "schema": PROBLEM}}}  # fmt: skip
+    operation: dict[str, Any] = {"summary": summary, "responses": responses}
+    if secured:
+        operation["security"] = [{secured: []}]
+    if body is not None:
+        operation["requestBody"] = {"required": False, **body}
+    if parameters:
+        operation["parameters"] = parameters
+    return operation
+
+
+def _upload() -> dict[str, Any]:
+    headers = [
+        {"name": name, "in": "header", "required": True, "schema": {"type": "string"},
+         "description": text}
+        for name, text in (
+            ("Placelink-Manifest", "base64url of the canonical JSON manifest (docs/formats.md)"),
+            ("Placelink-Signature", "base64url Ed25519 signature of the manifest by the node key"),
+        )
+    ]  # fmt: skip
+    body = {"content": {"application/vnd.placelink.clks": {"schema": {
+        "type": "string", "format": "binary"}}}}  # fmt: skip
+    operation = _operation(
+        "Submit a signed batch of encodings", ok="201", secured=None, body=body, parameters=headers
+    )
+    operation["requestBody"]["required"] = True
+    operation["responses"]["200"] = {"description": "the same batch was already stored"}
+    return operation
+
+
+def _paths() -> dict[str, Any]:
+    source = {"name": "source", "in": "path", "required": True, "schema": {"type": "string"}}
+    link_body = _json({"type": "object", "properties": {
+        "epoch": {"type": "integer"}, "incremental": {"type": "boolean"}}})  # fmt: skip
+    return {
+        "/healthz": {"get": _operation("Liveness", secured=None)},
+        "/openapi.json": {"get": _operation("This document", secured=None)},
+        "/v1/batches": {"post": _upload()},
+        "/v1/policies": {"get": _operation("Policies this service serves")},
+        "/v1/policies/{policy_id}/link-runs": {"post": _operation(
+            "Link one key epoch into entities", ok="201", body=link_body,
+            parameters=[POLICY_ID])},
+        "/v1/policies/{policy_id}/links/{source}": {"get": _operation(
+            "One provider's pseudonyms and entities", parameters=[POLICY_ID, source])},
+        "/v1/policies/{policy_id}/hotspots": {"post": _operation(
+            "A disclosure-controlled hot-spot answer (JSON, or CSV with ?format=csv)",
+            body=_json({"type": "object"}), parameters=[POLICY_ID])},
+        "/v1/policies/{policy_id}/hotspots/options": {"get": _operation(
+            "What a hot-spot query may name under the policy", parameters=[POLICY_ID])},
+        "/v1/policies/{policy_id}/privacy-budget": {"get": _operation(
+            "The caller's privacy budget under the policy", parameters=[POLICY_ID])},
+        "/v1/revocations": {
+            "get": _operation("Revoked node keys", secured="admin"),
+            "post": _operation("Revoke a node key", ok="201", secured="admin", body=_json(
+                {"type": "object", "required": ["node_key"],
+                 "properties": {"node_key": {"type": "string"}}})),
+        },
+    }  # fmt: skip
+
+
+def openapi_document() -> dict[str, Any]:
+    """The whole document."""
+    bearer = {"type": "http", "scheme": "bearer"}
+    problem = {
+        "type": "object",
+        "required": ["type", "title", "status", "detail"],
+        "properties": {
+            "type": {"type": "string", "format": "uri"},
+            "title": {"type": "string"},
+            "status": {"type": "integer"},
+            "detail": {"type": "string", "description": "the fix"},
+        },
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "placelink linkage service",
+            "version": "1",
+            "description": "Signed uploads of keyed encodings, link runs, and hot-spot answers "
+            "under disclosure control. Errors are RFC 9457 problem details.",
+        },
+        "paths": _paths(),
+        "components": {
+            "schemas": {"Problem": problem},
+            "securitySchemes": {"analyst": bearer, "admin": bearer},
+        },
+    }

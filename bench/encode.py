@@ -34,17 +34,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 CLKHASH_VENV = ROOT / "bench" / ".venv-clkhash"
 CLKHASH_REQUIREMENT = "clkhash==0.18.3"
-COLUMNS = (
-    "record_id",
-    "given_name",
-    "family_name",
-    "date_of_birth",
-    "sex",
-    "postcode",
-    "address",
-    "nhs_number",
-    "event_date",
-)
 # placelink's default schema, field by field: (ngram comparison or exact, bit positions per token)
 EQUIVALENT = {
     "given_name": ("ngram", 20),
@@ -82,10 +71,13 @@ def make_records(count: int, seed: int) -> list[dict[str, str]]:
 
 
 def write_csv(rows: list[dict[str, str]], path: Path) -> None:
+    """The canonical columns and the event date, as the gateway reads them."""
     import csv
 
+    from gateway.mapping import CANONICAL_FIELDS
+
     with path.open("w", encoding="utf-8", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=COLUMNS, extrasaction="ignore")
+        writer = csv.DictWriter(handle, fieldnames=CANONICAL_FIELDS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
 

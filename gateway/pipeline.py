@@ -71,6 +71,21 @@ def cyclic_gc_paused() -> Iterator[None]:
             gc.enable()
 
 
+def _read_mapped(
+    input_path: Path, mapping_path: Path | None
+) -> tuple[ColumnMapping, dict[str, list[str]], int]:
+    """The CSV's columns and its mapping (identity for a canonical CSV), checked against each
+    other; and the record count."""
+    header, columns = read_csv_columns(input_path)
+    mapping = (
+        load_mapping(mapping_path) if mapping_path else canonical_mapping(input_path.stem, header)
+    )
+    if "record_id" not in mapping.columns:
+        raise_missing_record_id(input_path)
+    check_header(header, mapping, str(input_path))
+    return mapping, columns, len(next(iter(columns.values()), []))
+
+
 def encode_csv(
     input_path: Path,
     *,
@@ -85,16 +100,7 @@ def encode_csv(
     """Read one CSV through its mapping (identity for canonical CSVs) and encode it; with
     ``workers=2`` two processes share the fields (same bytes, see :mod:`gateway.parallel`)."""
     with cyclic_gc_paused():
-        header, columns = read_csv_columns(input_path)
-        mapping: ColumnMapping = (
-            load_mapping(mapping_path)
-            if mapping_path
-            else canonical_mapping(input_path.stem, header)
-        )
-        if "record_id" not in mapping.columns:
-            raise_missing_record_id(input_path)
-        check_header(header, mapping, str(input_path))
-        count = len(next(iter(columns.values()), []))
+        mapping, columns, count = _read_mapped(input_path, mapping_path)
         records, encoded = normalise_and_encode(
             columns,
             count,
@@ -118,16 +124,7 @@ def check_csv(
     """Read and normalise one CSV through its mapping, encoding nothing: the record count and
     each field's report (valid, foreign-but-usable, invalid, missing, first invalid rows)."""
     with cyclic_gc_paused():
-        header, columns = read_csv_columns(input_path)
-        mapping = (
-            load_mapping(mapping_path)
-            if mapping_path
-            else canonical_mapping(input_path.stem, header)
-        )
-        if "record_id" not in mapping.columns:
-            raise_missing_record_id(input_path)
-        check_header(header, mapping, str(input_path))
-        count = len(next(iter(columns.values()), []))
+        mapping, columns, count = _read_mapped(input_path, mapping_path)
         records = normalise_columns(
             columns, count, mapping, today=today or dt.date.today(), where=str(input_path)
         )

@@ -51,7 +51,8 @@ class Store:
     """All reads and writes of the linkage service go through here."""
 
     def __init__(self, url: str) -> None:
-        self.engine: Engine = create_engine(url, future=True)
+        # pool_pre_ping: a connection the server dropped (a restart) is replaced, not used.
+        self.engine: Engine = create_engine(url, future=True, pool_pre_ping=True)
         if self.engine.dialect.name == "sqlite" and self.engine.url.database not in (
             None,
             "",

@@ -34,7 +34,7 @@ from linkage.app import PROBLEM_BASE, create_app
 from linkage.service import LinkageService
 from placelink.town import generate_town, write_canonical_csv
 from policies.canonical import canonical_json
-from policies.clks import EncodedBatch, dump_clks
+from policies.clks import EncodedBatch
 from policies.model import Policy, dump_policy, load_policy
 from tests.policy_keys import enrolled_document, example_trust
 
@@ -192,7 +192,8 @@ def _retired_epoch(live: Live) -> Request:
 
 
 def _revoked_key(live: Live) -> Request:
-    live.service.store.revoke_key(live.world.keys["health"].fingerprint, now=dt.datetime.now(dt.UTC))
+    now = dt.datetime.now(dt.UTC)
+    live.service.store.revoke_key(live.world.keys["health"].fingerprint, now=now)
     return Request.upload(live.submission())
 
 

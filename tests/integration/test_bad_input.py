@@ -2,8 +2,9 @@
 requests against the linkage service, each answered with a problem+json naming the problem
 (status, stable ``type``, a detail or fix) and leaving every stored table exactly as it was.
 
-Each row runs on SQLite and PostgreSQL (``database_url``) against a service that already holds
-data (a stored batch and a link run), so "unchanged" means something. The one deliberate write
+Each row runs on SQLite and PostgreSQL (as the ``database_url`` fixture does, but one service
+per database for the whole table) against a service that already holds data (a stored batch
+and a link run), so "unchanged" means something. The one deliberate write
 a refusal makes is the query log's entry for a refused hot-spot query (the design's "every query
 logged with who, what and the decision"): such a row names the table and the test checks that
 exactly one row, a refusal, was added there and nothing else changed.
@@ -22,7 +23,7 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import MetaData, select
+from sqlalchemy import MetaData, delete, insert, select
 from sqlalchemy.engine import Engine
 
 from gateway.pipeline import context_for_policy, encode_csv
@@ -31,17 +32,20 @@ from gateway.schema import default_schema, default_schema_path
 from gateway.submit import Submission, b64, prepare_submission
 from keys import SigningKey, new_secret
 from linkage.app import PROBLEM_BASE, create_app
+from linkage.intake import MAX_BODY_BYTES
 from linkage.service import LinkageService
+from linkage.tables import EpochFloorRow
 from placelink.town import generate_town, write_canonical_csv
 from policies.canonical import canonical_json
 from policies.clks import EncodedBatch
 from policies.model import Policy, dump_policy, load_policy
+from tests.conftest import POSTGRES_URL_VARIABLE, _empty_postgres, require
 from tests.policy_keys import enrolled_document, example_trust
 
 ANALYST = "analyst-token-bad-input-7f3e"
 ADMIN = "admin-token-bad-input-91ad"
 POLICY_ID = "seabrook-task-force"
-AGENCIES = ("police", "health")
+AGENCIES = ("police", "health", "school")
 
 
 def _sha(text: str) -> str:
@@ -102,10 +106,18 @@ class Live:
         )
 
 
-@pytest.fixture
-def live(world: World, database_url: str) -> Iterator[Live]:
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def live(request: pytest.FixtureRequest, world: World) -> Iterator[Live]:
+    """One service per database for the whole table (each row leaves the data as it found
+    it, which is what the table checks; a row that sets a stage undoes it)."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{world.policy_path.parent / 'linkage.db'}"
+    else:
+        url = os.environ.get(POSTGRES_URL_VARIABLE, "")
+        require(bool(url), f"PostgreSQL ({POSTGRES_URL_VARIABLE})")
+        _empty_postgres(url)
     app = create_app(
-        database_url,
+        url,
         [str(world.policy_path)],
         [_sha(ANALYST)],
         [str(default_schema_path())],
@@ -126,6 +138,8 @@ def live(world: World, database_url: str) -> Iterator[Live]:
         yield Live(world, app, client, stored)
     finally:
         app.extensions["placelink"].store.engine.dispose()
+        if request.param == "postgresql":
+            _empty_postgres(url)
 
 
 # --- what is sent -------------------------------------------------------------------------
@@ -186,20 +200,33 @@ def _mutate_key(live: Live) -> Request:
     return resigned(sub, other, node_key=other.public_raw.hex())
 
 
+def _epoch_floor(live: Live, epoch: int) -> None:
+    """Set the policy's oldest accepted epoch (as retire_epochs_before does, without deleting
+    the stored epoch-0 batch that the other rows protect)."""
+    with live.service.store.engine.begin() as connection:
+        connection.execute(delete(EpochFloorRow).where(EpochFloorRow.policy_id == POLICY_ID))
+        if epoch:
+            connection.execute(insert(EpochFloorRow).values(policy_id=POLICY_ID, epoch=epoch))
+
+
 def _retired_epoch(live: Live) -> Request:
-    live.service.store.retire_epochs_before(POLICY_ID, 1)  # epoch 0 is now retired
+    _epoch_floor(live, 1)  # epoch 0 is now retired
     return Request.upload(live.submission())
 
 
 def _revoked_key(live: Live) -> Request:
-    now = dt.datetime.now(dt.UTC)
-    live.service.store.revoke_key(live.world.keys["health"].fingerprint, now=now)
-    return Request.upload(live.submission())
+    now = dt.datetime.now(dt.UTC)  # school's key: no other row sends as the school
+    live.service.store.revoke_key(live.world.keys["school"].fingerprint, now=now)
+    return Request.upload(live.submission("school"))
 
 
 def _oversized(live: Live) -> Request:
     live.app.config["MAX_CONTENT_LENGTH"] = 1024  # the real limit is 512 MiB; same code path
     return Request.upload(live.submission())
+
+
+def _undo_oversized(live: Live) -> None:
+    live.app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
 
 
 def _leaky(live: Live) -> Request:
@@ -220,6 +247,7 @@ class Case:
     status: int
     slug: str
     logged: str | None = None  # a table where the refusal itself is deliberately logged
+    undo: Callable[[Live], None] | None = None  # a row that set a stage puts it back
 
 
 HEALTH = "health"
@@ -235,7 +263,7 @@ CASES = [
          lambda lv: Request.upload(lv.submission(), **{"Content-Type": "application/json"}),
          422, "invalid-input"),
     Case("oversized-body", "a batch over the body size limit (limit lowered to 1 KiB)",
-         _oversized, 413, "too-large"),
+         _oversized, 413, "too-large", undo=_undo_oversized),
     Case("malformed-body", "random bytes, honestly signed, as a .clks body",
          lambda lv: signed_body(lv, os.urandom(4096)), 422, "invalid-input"),
     Case("truncated-clks", "a .clks body cut in half, honestly signed",
@@ -295,7 +323,8 @@ CASES = [
     # (8) what the policy releases, key epochs
     Case("unreleased-attribute", "a batch carrying an attribute the policy does not release",
          _leaky, 403, "policy-refused"),
-    Case("retired-epoch", "a batch of a retired key epoch", _retired_epoch, 403, "policy-refused"),
+    Case("retired-epoch", "a batch of a retired key epoch", _retired_epoch, 403, "policy-refused",
+         undo=lambda lv: _epoch_floor(lv, 0)),
     # (9) freshness and replay
     Case("replay-other-content", "the stored batch's id over other content",
          lambda lv: resigned(lv.submission(), lv.world.keys[HEALTH],
@@ -354,10 +383,16 @@ def _without(live: Live, key: str) -> Request:
 # --- the database, every table, before and after -------------------------------------------
 
 
+_REFLECTED: dict[str, MetaData] = {}  # by database URL
+
+
 def snapshot(engine: Engine) -> dict[str, list[str]]:
-    """Every row of every table, as sorted text: two equal snapshots mean no change at all."""
-    metadata = MetaData()
-    metadata.reflect(engine)
+    """Every row of every table in the database (reflected, so a table added later is covered
+    too), as sorted text: two equal snapshots mean no change at all."""
+    metadata = _REFLECTED.get(str(engine.url))
+    if metadata is None:
+        metadata = _REFLECTED[str(engine.url)] = MetaData()
+        metadata.reflect(engine)
     with engine.connect() as connection:
         return {
             name: sorted(repr(tuple(row)) for row in connection.execute(select(table)))
@@ -379,6 +414,14 @@ def test_the_table_covers_the_issue_list() -> None:
 @pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
 def test_bad_input_is_a_clear_problem_and_changes_nothing(live: Live, case: Case) -> None:
     request = case.make(live)  # may set the stage (revoke a key, retire an epoch) first
+    try:
+        _check(live, case, request)
+    finally:
+        if case.undo is not None:
+            case.undo(live)
+
+
+def _check(live: Live, case: Case, request: Request) -> None:
     engine = live.service.store.engine
     before = snapshot(engine)
     assert before["link_runs"] and before["policies"], "the store must hold data to protect"

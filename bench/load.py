@@ -2,7 +2,7 @@
 asking for hot-spots at the same time.
 
     python bench/load.py [--uploaders 4] [--analysts 4] [--uploads 30] [--queries 60]
-                         [--people 3000] [--time-cap 120] [--database-url URL]
+                         [--people 3000] [--chunk 15] [--time-cap 120] [--database-url URL]
 
 The service is gunicorn (linkage.server.start_service) on PostgreSQL when --database-url (or
 PLACELINK_TEST_POSTGRES_URL) names one, else on a file SQLite store. A synthetic town is encoded
@@ -254,6 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--uploads", type=int, default=30, help="batches per uploader")
     parser.add_argument("--queries", type=int, default=60, help="hot-spot queries per analyst")
     parser.add_argument("--people", type=int, default=3000)
+    parser.add_argument("--chunk", type=int, default=15, help="records per uploaded batch")
     parser.add_argument("--time-cap", type=float, default=120.0, help="seconds")
     parser.add_argument("--database-url", default=os.environ.get("PLACELINK_TEST_POSTGRES_URL"))
     args = parser.parse_args(argv)
@@ -268,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
             Base.metadata.drop_all(engine)  # a bench database of its own: start from nothing
             engine.dispose()
         print(f"store: {url.split(':')[0]}; setting up {args.people} people", file=sys.stderr)
-        with load_world(Path(folder), url, people=args.people) as world:
+        with load_world(Path(folder), url, people=args.people, chunk=args.chunk) as world:
             pending = len(world.pending)
             print(f"{pending} batches pending; starting the load", file=sys.stderr)
             figures = run_load(
@@ -276,8 +277,9 @@ def main(argv: list[str] | None = None) -> int:
                 uploads=args.uploads, queries=args.queries, time_cap=args.time_cap,
             )  # fmt: skip
     print(
-        f"load: {args.uploaders} uploaders x {args.uploads} batches, "
-        f"{args.analysts} analysts x {args.queries} hot-spot queries, gunicorn 1 worker x 4 threads"
+        f"load: {args.uploaders} uploaders x up to {args.uploads} batches of {args.chunk} records "
+        f"({pending} pending), {args.analysts} analysts x {args.queries} hot-spot queries; "
+        "gunicorn 1 worker x 4 threads"
     )
     for line in figures.lines():
         print(line)

@@ -4,9 +4,11 @@ TypeError, UnicodeDecodeError or any other exception type a caller would not exp
 
 Parsers: agency CSV rows (gateway.pipeline.check_csv and encode_csv through the normaliser),
 column mapping files (gateway.mapping), sharing policies (policies.model.parse_policy and
-load_policy), linkage schemas (policies.linkage_schema) and ``.clks`` payloads
-(policies.clks.load_clks). Valid documents are mutated (a node replaced, deleted or retyped) as
-well as generated from nothing, so that the fuzzing reaches deep into each parser.
+load_policy), linkage schemas (policies.linkage_schema), ``.clks`` payloads
+(policies.clks.load_clks), the gateway's pseudonym map (``.ids``), and on the service the
+upload manifest headers (linkage.intake.decode_manifest) and hot-spot queries
+(linkage.hotspot_query.parse_query). Valid documents are mutated (a node replaced, deleted or
+retyped) as well as generated from nothing, so that the fuzzing reaches deep into each parser.
 """
 
 from __future__ import annotations
@@ -28,8 +30,11 @@ from gateway.mapping import load_mapping, parse_mapping
 from gateway.pipeline import check_csv, context_without_policy, encode_csv
 from gateway.pseudonyms import PseudonymMap
 from gateway.schema import default_schema, default_schema_path
+from gateway.submit import b64
 from keys import new_secret
 from keys.errors import ConfigError, InputError, PlacelinkError, PolicyError
+from linkage.hotspot_query import QueryVocabulary, parse_query
+from linkage.intake import decode_manifest
 from placelink.town import generate_town, write_canonical_csv
 from policies.clks import dump_clks, load_clks
 from policies.linkage_schema import load_schema, parse_schema
@@ -251,10 +256,52 @@ def test_a_spliced_payload_loads_or_is_an_input_error(
     assert_parses_or_refuses(lambda: load_clks(spliced))
 
 
+# --- the pseudonym map, the manifest headers, hot-spot queries ---------------------------
+
+
+@FUZZ
+@given(data=st.binary(max_size=200) | csv_texts().map(str.encode))
+def test_any_pseudonym_map_loads_or_is_an_input_error(data: bytes) -> None:
+    with written(data, ".ids") as path:
+        assert_parses_or_refuses(lambda: PseudonymMap.load(path))
+
+
+B64_TEXT = st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_=",
+                   max_size=60)  # fmt: skip
+HEADER_TEXT = (
+    st.none() | st.text(max_size=40) | B64_TEXT | VALUES.map(lambda v: b64(repr(v).encode()))
+)
+
+
+@FUZZ
+@given(manifest=HEADER_TEXT, signature=HEADER_TEXT)
+def test_any_manifest_header_decodes_or_is_an_input_error(
+    manifest: str | None, signature: str | None
+) -> None:
+    assert_parses_or_refuses(lambda: decode_manifest(manifest, signature))
+
+
+VOCABULARY = QueryVocabulary("area", ("police", "health", "school"), ("rough_sleeping",))
+EXAMPLE_QUERY = {
+    "kind": "table",
+    "by": "area",
+    "filter": {"min_agencies": 2, "all_of": ["police"], "none_of": ["school"],
+               "flags": ["rough_sleeping"], "from": "2025-01", "to": "2025-12"},
+    "measures": [{"name": "known", "min_agencies": 1}, {"name": "both", "all_of": ["health"]}],
+}  # fmt: skip
+
+
+@FUZZ
+@given(query=mutated(EXAMPLE_QUERY) | VALUES)
+def test_a_mutated_hotspot_query_parses_or_is_an_input_error(query: Any) -> None:
+    assert_parses_or_refuses(lambda: parse_query(query, VOCABULARY))
+
+
 def test_the_fuzzed_valid_inputs_are_valid() -> None:
     """The mutations start from documents that parse, so a mutation is what gets refused."""
     parse_policy(EXAMPLE_POLICY)
     parse_schema(DEFAULT_SCHEMA)
     parse_mapping(EXAMPLE_MAPPING)
     assert len(load_clks(PAYLOAD)) > 0
+    parse_query(EXAMPLE_QUERY, VOCABULARY)
     assert isinstance(dt.date.today(), dt.date)

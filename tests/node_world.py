@@ -1,0 +1,87 @@
+"""A gateway node's world for the node API's tests: a synthetic town written as agency
+extracts, a linkage secret and node keys on disk (encrypted), the example policy with the
+node keys enrolled and signed by the example DPOs, staff tokens, and the PLACELINK_NODE_*
+environment that configures the node API for one agency."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from keys import LinkageSecret, SigningKey, new_secret, save_signing_key, write_secret
+from keys.secret import MIN_SCRYPT_N
+from placelink.town import Town, generate_town, write_town
+from policies.model import dump_policy
+from tests.policy_keys import enrolled_document, example_trust
+
+SECRET_PASSPHRASE = "test secret passphrase"  # tests only
+NODE_PASSPHRASE = "test node-key passphrase"  # tests only
+POLICY_ID = "seabrook-task-force"
+
+
+@dataclass
+class NodeWorld:
+    folder: Path
+    town: Town
+    source: str
+    secret: LinkageSecret
+    node_keys: dict[str, SigningKey]
+    policy_path: Path
+    staff_token: str
+    operator_token: str
+    env: dict[str, str]
+
+    @property
+    def state_dir(self) -> Path:
+        return self.folder / "state"
+
+    def agency_files(self, agency: str) -> tuple[Path, Path]:
+        base = self.folder / "agencies"
+        return base / f"{agency}.csv", base / f"{agency}.mapping.yaml"
+
+
+def sha256(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def build_node_world(
+    folder: Path,
+    *,
+    source: str = "police",
+    people: int = 200,
+    service_url: str = "http://127.0.0.1:9",
+    service_token: str | None = None,
+) -> NodeWorld:
+    """Everything on disk under ``folder``; ``env`` configures the API of ``source``'s node."""
+    town = generate_town(seed=11, people=people)
+    write_town(town, folder)
+    node_keys = {agency: SigningKey.generate() for agency in town.agency_rows}
+    policy_path = folder / "policy.yaml"
+    dump_policy(enrolled_document(node_keys, today=dt.date.today()), policy_path)
+    secret = new_secret()
+    write_secret(secret, folder / "linkage.secret", passphrase=SECRET_PASSPHRASE,
+                 scrypt_n=MIN_SCRYPT_N)  # fmt: skip
+    save_signing_key(folder / "node-signing.pem", node_keys[source], passphrase=NODE_PASSPHRASE)
+    staff, operator = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
+    env = {
+        "PLACELINK_NODE_SOURCE": source,
+        "PLACELINK_NODE_INPUT": str(folder / "agencies" / f"{source}.csv"),
+        "PLACELINK_NODE_MAPPING": str(folder / "agencies" / f"{source}.mapping.yaml"),
+        "PLACELINK_NODE_STATE_DIR": str(folder / "state"),
+        "PLACELINK_NODE_SERVICE_URL": service_url,
+        "PLACELINK_NODE_POLICY": str(policy_path),
+        "PLACELINK_NODE_SECRET_FILE": str(folder / "linkage.secret"),
+        "PLACELINK_NODE_KEY_FILE": str(folder / "node-signing.pem"),
+        "PLACELINK_SECRET_PASSPHRASE": SECRET_PASSPHRASE,
+        "PLACELINK_NODE_PASSPHRASE": NODE_PASSPHRASE,
+        "PLACELINK_TRUSTED_DPO_KEYS": ",".join(sorted(example_trust().trusted_dpo_keys)),
+        "PLACELINK_NODE_STAFF_TOKEN_SHA256": sha256(staff),
+        "PLACELINK_NODE_OPERATOR_TOKEN_SHA256": sha256(operator),
+    }
+    if service_token is not None:
+        (folder / "service.token").write_text(service_token + "\n", encoding="utf-8")
+        env["PLACELINK_NODE_SERVICE_TOKEN_FILE"] = str(folder / "service.token")
+    return NodeWorld(folder, town, source, secret, node_keys, policy_path, staff, operator, env)

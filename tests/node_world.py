@@ -7,9 +7,16 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import os
 import secrets
+import socket
+import subprocess
+import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
+
+import requests
 
 from keys import LinkageSecret, SigningKey, new_secret, save_signing_key, write_secret
 from keys.secret import MIN_SCRYPT_N
@@ -85,3 +92,44 @@ def build_node_world(
         (folder / "service.token").write_text(service_token + "\n", encoding="utf-8")
         env["PLACELINK_NODE_SERVICE_TOKEN_FILE"] = str(folder / "service.token")
     return NodeWorld(folder, town, source, secret, node_keys, policy_path, staff, operator, env)
+
+
+@dataclass
+class RunningNode:
+    url: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_node_api(world: NodeWorld, log_path: Path, *, workers: int = 2) -> RunningNode:
+    """``placelink gateway serve`` (gunicorn) on a loopback socket bound here (port 0, no
+    race), handed over as ``fd://N``; returns once /healthz answers."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    command = [sys.executable, "-m", "placelink", "gateway", "serve", "--bind",
+               f"fd://{sock.fileno()}", "--workers", str(workers)]  # fmt: skip
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(command, env=os.environ | world.env, stdout=log,
+                                   stderr=subprocess.STDOUT, pass_fds=(sock.fileno(),))  # fmt: skip
+    sock.close()
+    node = RunningNode(url, process, log_path)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            if requests.get(f"{url}/healthz", timeout=1).ok:
+                return node
+        except requests.RequestException:
+            time.sleep(0.1)
+    node.stop()
+    raise AssertionError(f"the node API did not start:\n{log_path.read_text()}")

@@ -5,6 +5,7 @@ integration test (tests/integration/test_node_api.py) runs against the real one.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -233,3 +234,15 @@ def test_a_passphrase_may_come_from_a_file(world: NodeWorld, tmp_path: Path) -> 
 def test_a_token_configured_in_place_of_its_digest_is_refused() -> None:
     with pytest.raises(ConfigError, match="PLACELINK_NODE_STAFF_TOKEN_SHA256"):
         StaffTokens(staff_sha256=frozenset({"my-secret-token"}))
+
+
+def test_serve_names_a_missing_setting_before_starting_anything(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from placelink.cli import main
+
+    for name in list(os.environ):
+        if name.startswith("PLACELINK_NODE_"):
+            monkeypatch.delenv(name)
+    assert main(["gateway", "serve", "--bind", "127.0.0.1:0"]) == 1
+    assert "PLACELINK_NODE_SOURCE" in capsys.readouterr().err

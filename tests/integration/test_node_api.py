@@ -101,8 +101,11 @@ def test_publish_list_link_and_resolve_over_http(running: Running) -> None:
     assert [rid for rid in police_ids if rid in str(listed)] == []
 
     _publish_the_other_agencies(running)
-    link_run = requests.post(f"{running.service.url}/v1/policies/{POLICY_ID}/link-runs",
-                             headers={"Authorization": f"Bearer {ANALYST}"}, timeout=300)  # fmt: skip
+    link_run = requests.post(
+        f"{running.service.url}/v1/policies/{POLICY_ID}/link-runs",
+        headers={"Authorization": f"Bearer {ANALYST}"},
+        timeout=300,
+    )
     assert link_run.status_code == 201, link_run.text
 
     answer = running.node_call("GET", f"/v1/links?policy={POLICY_ID}", world.staff_token)

@@ -179,3 +179,23 @@ def test_the_deploy_config_serves_the_documented_entry_point(running: Running) -
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def test_a_cli_publication_is_listed_by_the_api(
+    running: Running, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from placelink.cli import main
+
+    world, env = running.world, running.world.env
+    for name in ("PLACELINK_SECRET_PASSPHRASE", "PLACELINK_NODE_PASSPHRASE",
+                 "PLACELINK_TRUSTED_DPO_KEYS"):  # fmt: skip
+        monkeypatch.setenv(name, env[name])
+    flags = {"--policy": "POLICY", "--secret-file": "SECRET_FILE", "--node-key": "KEY_FILE",
+             "--input": "INPUT", "--mapping": "MAPPING", "--state": "STATE_DIR"}  # fmt: skip
+    argv = [x for flag, name in flags.items() for x in (flag, env[f"PLACELINK_NODE_{name}"])]
+    code = main(["gateway", "publish", *argv, "--source", "police", "--service",
+                 running.service.url])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    latest = running.node_call("GET", "/v1/publications?limit=1", world.staff_token).json()
+    assert latest["publications"][0]["trigger"] == "cli"
+    assert latest["publications"][0]["outcome"] == "published"

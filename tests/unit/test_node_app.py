@@ -12,14 +12,16 @@ from pathlib import Path
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.app import create_node_app, problem
 from gateway.node_settings import settings_from_environment
 from gateway.openapi import openapi_document
 from gateway.publications import PublicationLog, publication_lock
-from gateway.staff_access import StaffTokens
-from keys.errors import ConfigError, KeyMaterialError, PolicyError
-from tests.node_world import NodeWorld, build_node_world
+from gateway.staff_access import StaffTokens, authorise
+from keys.errors import AccessError, ConfigError, KeyMaterialError, PolicyError
+from tests.node_world import NodeWorld, build_node_world, sha256
 
 NOBODY, STAFF, OPERATOR, STRANGER = "nobody", "staff", "operator", "stranger"
 
@@ -246,3 +248,18 @@ def test_serve_names_a_missing_setting_before_starting_anything(
             monkeypatch.delenv(name)
     assert main(["gateway", "serve", "--bind", "127.0.0.1:0"]) == 1
     assert "PLACELINK_NODE_SOURCE" in capsys.readouterr().err
+
+
+@given(header=st.text(max_size=60))
+@settings(max_examples=200)
+def test_no_header_but_a_configured_token_gets_in(header: str) -> None:
+    tokens = StaffTokens(staff_sha256=frozenset({sha256("the staff token")}),
+                         operator_sha256=frozenset({sha256("the operator token")}))  # fmt: skip
+    allowed = header.startswith("Bearer ") and header.removeprefix("Bearer ").strip() in (
+        "the staff token", "the operator token")  # fmt: skip
+    try:
+        caller = authorise(header, role="staff", tokens=tokens)
+    except AccessError:
+        assert not allowed
+    else:
+        assert allowed and caller.startswith("staff:") and "token" not in caller

@@ -6,9 +6,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 import stat
+import uuid
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import gateway.publications as publications
 from gateway.node import Publication
@@ -130,3 +133,28 @@ def test_an_unexpected_error_is_recorded_then_raised(tmp_path: Path) -> None:
     assert entry["outcome"] == "failed" and "value" not in json.dumps(entry)
     with publication_lock(tmp_path):  # and the lock was released
         pass
+
+
+_text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=20)
+
+
+@given(
+    entries=st.lists(
+        st.builds(
+            PublicationRecord,
+            publication_id=_text, started_at=_text, finished_at=_text,
+            seconds=st.floats(0, 1e6), trigger=_text, requested_by=_text,
+            outcome=st.sampled_from(["published", "failed"]),
+            fields=st.lists(_text, max_size=4),
+            field_counts=st.dictionaries(_text, st.dictionaries(_text, st.integers(0, 10**9))),
+            error=st.none() | st.dictionaries(_text, _text, max_size=3),
+        ),
+        min_size=1, max_size=5,
+    )
+)  # fmt: skip
+@settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_what_is_logged_is_what_is_listed(tmp_path: Path, entries: list[PublicationRecord]) -> None:
+    log = PublicationLog(tmp_path / uuid.uuid4().hex)
+    for entry in entries:
+        log.append(entry)
+    assert log.recent(len(entries)) == [e.as_json() for e in reversed(entries)]

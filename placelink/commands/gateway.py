@@ -74,15 +74,20 @@ def _serve(args: argparse.Namespace) -> int:
     """Check the node's settings and material here (a clear error, exit 1), then become
     gunicorn serving the node API (so a service manager's signals reach gunicorn)."""
     from gateway.node_settings import load_material, settings_from_environment
+    from keys.errors import ConfigError
 
     load_material(settings_from_environment(os.environ), today=dt.date.today())
+    bind = args.bind or os.environ.get("PLACELINK_BIND", NODE_API_BIND)
+    workers = args.workers or os.environ.get("PLACELINK_WORKERS", "2")
+    if not str(workers).isdigit() or int(workers) < 1:
+        raise ConfigError("the worker count is not a positive number", fix="use --workers N")
     command = [
-        sys.executable, "-m", "gunicorn", "--bind", args.bind, "--workers", str(args.workers),
+        sys.executable, "-m", "gunicorn", "--bind", bind, "--workers", str(workers),
         "--worker-class", "gthread", "--threads", "4", "--timeout", "600",
         "--access-logfile", "-", "--access-logformat", ACCESS_LOG_FORMAT, "--error-logfile", "-",
         "gateway.app:app_from_environment()",
     ]  # fmt: skip
-    print(f"serving the gateway node API on {args.bind}", file=sys.stderr, flush=True)
+    print(f"serving the gateway node API on {bind}", file=sys.stderr, flush=True)
     os.execv(sys.executable, command)  # noqa: S606 (our own interpreter, fixed arguments)
 
 
@@ -141,8 +146,9 @@ def register(commands: Commands) -> None:
     serve = verbs.add_parser(
         "serve", help="run the node's own API under gunicorn (PLACELINK_NODE_* settings)"
     )
-    serve.add_argument("--bind", default=NODE_API_BIND, help=f"address (default {NODE_API_BIND})")
-    serve.add_argument("--workers", type=int, default=2, help="gunicorn workers (default 2)")
+    add = serve.add_argument
+    add("--bind", help=f"address (default: PLACELINK_BIND, else {NODE_API_BIND})")
+    add("--workers", type=int, help="gunicorn workers (default: PLACELINK_WORKERS, else 2)")
     serve.set_defaults(handler=_serve)
 
     check = verbs.add_parser(

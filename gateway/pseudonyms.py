@@ -69,9 +69,11 @@ class PseudonymMap:
             os.fchmod(fd, 0o600)  # O_CREAT's mode does not apply to a stale temporary file
             writer = csv.writer(handle)
             writer.writerow(["pseudonym", "record_id"])
-            rows = sorted(zip(self.by_record.values(), self.by_record.keys(), strict=True))
             if _PLAIN.fullmatch("".join(self.by_record)):  # nothing to quote: write lines as such
-                handle.write("".join(f"{p},{r}\r\n" for p, r in rows))
+                # pseudonyms are distinct and of one length: sorting the lines sorts by pseudonym
+                lines = map("{},{}\r\n".format, self.by_record.values(), self.by_record.keys())
+                handle.write("".join(sorted(lines)))
             else:
-                writer.writerows(rows)
+                order = sorted(self.by_record, key=self.by_record.__getitem__)
+                writer.writerows((self.by_record[r], r) for r in order)
         tmp.replace(path)

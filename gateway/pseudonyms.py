@@ -48,12 +48,12 @@ class PseudonymMap:
 
     def pseudonyms_for(self, record_ids: list[str]) -> bytes:
         """The pseudonyms of many records, raw and concatenated (new ones drawn in one go)."""
-        fresh = [r for r in dict.fromkeys(record_ids) if r not in self.by_record]
+        distinct = list(dict.fromkeys(record_ids))
+        known = self.by_record
+        fresh = [r for r in distinct if r not in known] if known else distinct
         pool = secrets.token_bytes(PSEUDONYM_BYTES * len(fresh))
         hexed, width = pool.hex(), 2 * PSEUDONYM_BYTES
-        self.by_record.update(
-            (record_id, hexed[i * width : (i + 1) * width]) for i, record_id in enumerate(fresh)
-        )
+        known.update(zip(fresh, [hexed[i : i + width] for i in range(0, len(hexed), width)]))
         if len(fresh) == len(record_ids):  # all new and distinct: the pool is the answer
             return pool
         return bytes.fromhex("".join(map(self.by_record.__getitem__, record_ids)))

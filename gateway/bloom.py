@@ -22,6 +22,7 @@ import numpy.typing as npt
 
 from gateway.codebook import distinct
 from gateway.hardening import blip, salted
+from gateway.prf import KeyedHash
 from gateway.tokenise import date_tokens, field_tokens, ngrams, token_ids
 from policies.linkage_schema import FieldSpec
 
@@ -47,6 +48,16 @@ def _table(unique: Sequence[object], encoded: U8) -> U8:
     if None not in unique:
         return encoded
     return np.insert(encoded, list(unique).index(None), 0, axis=0)
+
+
+def or_rows(table: U8, ids: npt.NDArray[np.int64]) -> U8:
+    """Row i: the OR of ``table``'s rows ``ids[i]`` (as 64-bit words where the width allows)."""
+    width = table.shape[1]
+    words = np.ascontiguousarray(table).view(np.uint64) if width % 8 == 0 else table
+    out = np.zeros((len(ids), words.shape[1]), dtype=words.dtype)
+    for slot in np.ascontiguousarray(ids.T):
+        out |= words.take(slot, axis=0)
+    return out.view(np.uint8).reshape(len(ids), width)
 
 
 def _spread(
@@ -92,8 +103,8 @@ class BloomEncoder:
     def position_matrix(self, tokens: Sequence[str]) -> npt.NDArray[np.int64]:
         """Positions of many tokens, one row each, as :meth:`positions` computes them."""
         blocks = -(-4 * self.spec.hashes // 64)  # HMAC-SHA512 gives 64 bytes
-        stream = b"".join(
-            hmac.digest(self._key, block.to_bytes(4, "big") + token.encode("utf-8"), "sha512")
+        stream = KeyedHash(self._key, "sha512").digests(
+            block.to_bytes(4, "big") + token.encode("utf-8")
             for token in tokens
             for block in range(blocks)
         )
@@ -116,10 +127,7 @@ class BloomEncoder:
         vocabulary, ids = token_ids(self.spec, values)
         if salt is not None:
             vocabulary = [salted(token, salt) for token in vocabulary]
-        table = self.token_filters(vocabulary)
-        for slot in range(ids.shape[1]):
-            out |= table[ids[:, slot]]
-        return out
+        return or_rows(self.token_filters(vocabulary), ids)
 
     def encode_many(self, values: Sequence[MaybeValue], salts: Sequence[str] | None = None) -> U8:
         """Packed filters, one row per value; a missing value gives an all-zero row. With
@@ -159,8 +167,8 @@ class TokenEncoder:
         self._key = key
 
     def encode_distinct(self, values: Sequence[str | dt.date]) -> U8:
-        digests = b"".join(
-            hmac.digest(self._key, str(v).encode("utf-8"), "sha256")[:TOKEN_BYTES] for v in values
+        digests = KeyedHash(self._key, "sha256").digests(
+            (str(v).encode("utf-8") for v in values), TOKEN_BYTES
         )
         return np.frombuffer(digests, dtype=np.uint8).reshape(len(values), TOKEN_BYTES)
 

@@ -20,6 +20,7 @@ from policies.linkage_schema import FieldSpec
 Value = str | dt.date
 Ids = npt.NDArray[np.int64]
 _KIND_STRIDE = 100_000  # date token codes: kind * stride + number (numbers stay below it)
+_TABLE_LIMIT = 1 << 24  # codes below this are numbered through a table (bigrams: 65,536)
 _DATE_KINDS = ("y", "c", "m", "d", "p")
 _DATE_WIDTHS = (0, 0, 2, 2, 4)
 
@@ -87,11 +88,23 @@ def _ascii_ngram_ids(texts: list[str], n: int) -> tuple[list[str], Ids]:
         codes = codes * np.uint64(256) + chars[:, offset : offset + slots].astype(np.uint64)
     lengths = np.fromiter((len(p) for p in padded), dtype=np.int64, count=len(padded))
     valid = np.arange(slots)[None, :] < (lengths - n + 1)[:, None]
-    unique, inverse = np.unique(codes[valid], return_inverse=True)
+    unique, inverse = sorted_codes(codes[valid], 256**n)
     ids = np.full((len(padded), slots), len(unique), dtype=np.int64)
     ids[valid] = inverse
     vocabulary = [int(c).to_bytes(n, "big").decode("ascii") for c in unique]
     return vocabulary, ids
+
+
+def sorted_codes(codes: npt.NDArray[np.uint64], bound: int) -> tuple[npt.NDArray[np.uint64], Ids]:
+    """``np.unique(codes, return_inverse=True)``, for codes below ``bound``: by a table of
+    which codes occur where that is small (bigrams), instead of sorting every code."""
+    if bound > _TABLE_LIMIT:
+        unique, inverse = np.unique(codes, return_inverse=True)
+        return unique, inverse.reshape(-1).astype(np.int64)
+    seen = np.zeros(bound, dtype=np.bool_)
+    seen[codes] = True
+    number = np.cumsum(seen, dtype=np.int64) - 1
+    return np.flatnonzero(seen).astype(np.uint64), number[codes.astype(np.int64)]
 
 
 def _date_ids(dates: list[dt.date]) -> tuple[list[str], Ids]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
+from itertools import count
 from typing import TypeVar
 
 import numpy as np
@@ -22,10 +23,11 @@ Rows = npt.NDArray[np.int64]
 def distinct(values: Sequence[H]) -> tuple[list[H], Rows]:
     """Distinct values (None among them when missing) in first-seen order, and each value's
     index into them."""
-    unique = list(dict.fromkeys(values))
-    lookup = dict(zip(unique, range(len(unique)), strict=True))
-    rows = np.fromiter(map(lookup.__getitem__, values), dtype=np.int64, count=len(values))
-    return unique, rows
+    first: dict[H, int] = {}  # value -> the first row that holds it, in first-seen order
+    rows = np.fromiter(map(first.setdefault, values, count()), dtype=np.int64, count=len(values))
+    number = np.zeros(len(values), dtype=np.int64)  # first row -> the value's number
+    number[np.fromiter(first.values(), dtype=np.int64, count=len(first))] = np.arange(len(first))
+    return list(first), number[rows]
 
 
 def flags(values: Sequence[object], among: set[str] | None) -> npt.NDArray[np.bool_]:

@@ -10,6 +10,7 @@ import csv
 import datetime as dt
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -126,15 +127,17 @@ def read_csv_columns(path: Path) -> tuple[list[str], dict[str, list[str]]]:
             reader = csv.reader(handle)
             header = next(reader, [])
             width = len(header)
-            rows = [r if len(r) == width else (r + [""] * width)[:width] for r in reader if r]
+            rows = list(reader)
     except OSError as exc:
         raise InputError(f"cannot read {path}: {exc.strerror}", fix="check the path") from None
     except (UnicodeDecodeError, csv.Error):
         raise InputError(
             f"{path} is not a readable UTF-8 CSV file", fix="export it as CSV in UTF-8"
         ) from None
-    transposed = list(zip(*rows, strict=True)) if rows else [() for _ in header]
-    return header, {name: list(values) for name, values in zip(header, transposed, strict=True)}
+    if set(map(len, rows)) - {width}:  # blank, short or long rows: skipped, padded, cut
+        rows = [r if len(r) == width else (r + [""] * width)[:width] for r in rows if r]
+    flat = list(chain.from_iterable(rows))  # columns by slicing: no per-row work in Python
+    return header, {name: flat[index::width] for index, name in enumerate(header)}
 
 
 def normalise_rows(

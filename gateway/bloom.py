@@ -139,7 +139,9 @@ class BloomEncoder:
         present = [p for p in unique_pairs if p is not None]
         return np.ascontiguousarray(_table(unique_pairs, self._encode_salted(present))[index])
 
-    def encode_book(self, book: Sequence[MaybeValue], rows: npt.NDArray[np.int64] | None = None) -> U8:
+    def encode_book(
+        self, book: Sequence[MaybeValue], rows: npt.NDArray[np.int64] | None = None
+    ) -> U8:
         """Packed filters of a code book's values (which may repeat, or be None), spread to
         ``rows`` when given: the filters of ``book[rows[i]]``."""
         return _spread(book, rows, self.encode_distinct)
@@ -176,6 +178,8 @@ class TokenEncoder:
         """Tokens, one row per value; a missing value gives an all-zero row."""
         return self.encode_book(values)
 
-    def encode_book(self, book: Sequence[MaybeValue], rows: npt.NDArray[np.int64] | None = None) -> U8:
+    def encode_book(
+        self, book: Sequence[MaybeValue], rows: npt.NDArray[np.int64] | None = None
+    ) -> U8:
         """Tokens of a code book's values, spread to ``rows`` when given (as BloomEncoder's)."""
         return _spread(book, rows, self.encode_distinct)

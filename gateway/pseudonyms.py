@@ -53,7 +53,8 @@ class PseudonymMap:
         fresh = [r for r in distinct if r not in known] if known else distinct
         pool = secrets.token_bytes(PSEUDONYM_BYTES * len(fresh))
         hexed, width = pool.hex(), 2 * PSEUDONYM_BYTES
-        known.update(zip(fresh, [hexed[i : i + width] for i in range(0, len(hexed), width)]))
+        chunks = [hexed[i : i + width] for i in range(0, len(hexed), width)]
+        known.update(zip(fresh, chunks, strict=True))
         if len(fresh) == len(record_ids):  # all new and distinct: the pool is the answer
             return pool
         return bytes.fromhex("".join(map(self.by_record.__getitem__, record_ids)))

@@ -34,7 +34,6 @@ from gateway.normalise import (
 from keys.errors import ConfigError, InputError
 
 
-
 @dataclass
 class FieldReport:
     """Counts for one canonical field across a batch."""
@@ -242,7 +241,9 @@ def _normalise_distinct(
 def _quick_dates(name: str, distinct: list[str], today: dt.date) -> dict[str, NormalValue]:
     """The plain ISO dates among ``distinct`` that are valid for the field (the rest, left
     out, go through the per-value normaliser, which decides them)."""
-    earliest, latest = (EARLIEST_BIRTH, today) if name == "date_of_birth" else (dt.date.min, dt.date.max)
+    earliest, latest = (
+        (EARLIEST_BIRTH, today) if name == "date_of_birth" else (dt.date.min, dt.date.max)
+    )
     return {
         value: parsed
         for value, parsed in zip(distinct, iso_dates(distinct), strict=True)

@@ -9,7 +9,8 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
-from itertools import count
+from itertools import count, repeat
+from operator import is_
 from typing import TypeVar
 
 import numpy as np
@@ -32,8 +33,8 @@ def distinct(values: Sequence[H]) -> tuple[list[H], Rows]:
 
 def flags(values: Sequence[object], among: set[str] | None) -> npt.NDArray[np.bool_]:
     """Which values are in ``among`` (or are None, when ``among`` is None)."""
-    test = (lambda v: v is None) if among is None else among.__contains__
-    return np.fromiter(map(test, values), dtype=np.bool_, count=len(values))
+    tested = map(is_, values, repeat(None)) if among is None else map(among.__contains__, values)
+    return np.fromiter(tested, dtype=np.bool_, count=len(values))
 
 
 @dataclass(frozen=True)

@@ -52,6 +52,14 @@ def _fast(value: str) -> bool:
     return value.isascii() and _SEP not in value
 
 
+def _fast_flags(values: list[str]) -> list[bool] | None:
+    """Which values a fast path can take; None when all can (the common case, found at once)."""
+    joined = "".join(values)
+    if joined.isascii() and _SEP not in joined:
+        return None
+    return [_fast(v) for v in values]
+
+
 def _merge(fast: list[bool], quick: list[Result], slow: list[Result]) -> list[Result]:
     quick_iter, slow_iter = iter(quick), iter(slow)
     return [next(quick_iter) if f else next(slow_iter) for f in fast]
@@ -59,11 +67,13 @@ def _merge(fast: list[bool], quick: list[Result], slow: list[Result]) -> list[Re
 
 def addresses(values: list[str]) -> list[Result]:
     """:func:`normalise_address` of each value: ASCII values folded as one joined text."""
-    fast = [_fast(v) for v in values]
-    easy = [v for v, f in zip(values, fast, strict=True) if f]
+    fast = _fast_flags(values)
+    easy = values if fast is None else [v for v, f in zip(values, fast, strict=True) if f]
     text = _SEP.join(FLAT_SLASH.sub(r"flat \1 \2", v) if "/" in v else v for v in easy)
     text = text.lower().replace("'", "").translate(_FOLD_ASCII)
     quick: list[Result] = _address_texts(text) if easy else []
+    if fast is None:
+        return quick
     hard = [v for v, f in zip(values, fast, strict=True) if not f]
     return _merge(fast, quick, _one_by_one(normalise_address, hard))
 
@@ -81,8 +91,11 @@ def _address_texts(text: str) -> list[Result]:
 def nhs_numbers(values: list[str]) -> list[Result]:
     """:func:`normalise_nhs_number` of each value: ten ASCII digits (after dropping spaces and
     dashes) are checked together with numpy."""
-    compact = [v.replace(" ", "").replace("-", "") for v in values]
-    fast = [len(c) == 10 and c.isascii() and c.isdigit() for c in compact]
+    compact = _compact(values)
+    ten = np.fromiter(map(len, compact), dtype=np.int64, count=len(compact)) == 10
+    ascii_digits = np.fromiter(map(str.isdigit, compact), dtype=np.bool_, count=len(compact))
+    ascii_digits &= np.fromiter(map(str.isascii, compact), dtype=np.bool_, count=len(compact))
+    fast: list[bool] = (ten & ascii_digits).tolist()
     easy = [c for c, f in zip(compact, fast, strict=True) if f]
     quick: list[Result] = []
     if easy:
@@ -94,6 +107,13 @@ def nhs_numbers(values: list[str]) -> list[Result]:
         quick = [c if ok else INVALID for c, ok in zip(easy, valid.tolist(), strict=True)]
     hard = [v for v, f in zip(values, fast, strict=True) if not f]
     return _merge(fast, quick, _one_by_one(normalise_nhs_number, hard))
+
+
+def _compact(values: list[str]) -> list[str]:
+    """Each value without spaces and dashes (one replace over the joined text where it can)."""
+    if not values or _fast_flags(values) is not None:
+        return [v.replace(" ", "").replace("-", "") for v in values]
+    return _SEP.join(values).replace(" ", "").replace("-", "").split(_SEP)
 
 
 def iso_dates(values: list[str]) -> list[dt.date | None]:

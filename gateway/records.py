@@ -186,7 +186,7 @@ def normalise_columns(
 def record_ids_of(columns: Columns, count: int, mapping: ColumnMapping, where: str) -> list[str]:
     """Record IDs; an empty or repeated one is refused, naming its row (the header is row 1)."""
     column = columns.get(mapping.columns["record_id"].column, [""] * count)
-    ids = [value.strip() for value in column]
+    ids = list(map(str.strip, column))
     if "" not in ids and len(set(ids)) == len(ids):
         return ids
     seen: set[str] = set()

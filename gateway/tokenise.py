@@ -53,10 +53,13 @@ def field_tokens(spec: FieldSpec, value: Value) -> list[str]:
 
 def token_ids(spec: FieldSpec, values: Sequence[Value]) -> tuple[list[str], Ids]:
     """Vocabulary and per-value token indices (padding index = ``len(vocabulary)``)."""
-    if values and all(isinstance(v, dt.date) for v in values):
+    kinds = set(map(type, values))
+    if kinds == {dt.date}:
         return _date_ids([v for v in values if isinstance(v, dt.date)])
-    if values and all(isinstance(v, str) for v in values):
-        texts = [field_text(spec, v) for v in values if isinstance(v, str)]
+    if kinds == {str}:
+        texts = [v for v in values if isinstance(v, str)]
+        if spec.normalise == "postcode":  # as field_text
+            texts = [v.replace(" ", "") for v in texts]
         joined = "".join(texts)
         if joined.isascii() and "\x00" not in joined:
             return _ascii_ngram_ids(texts, spec.ngram)
@@ -86,7 +89,7 @@ def _ascii_ngram_ids(texts: list[str], n: int) -> tuple[list[str], Ids]:
     codes = np.zeros((len(padded), slots), dtype=np.uint64)
     for offset in range(n):
         codes = codes * np.uint64(256) + chars[:, offset : offset + slots].astype(np.uint64)
-    lengths = np.fromiter((len(p) for p in padded), dtype=np.int64, count=len(padded))
+    lengths = np.fromiter(map(len, padded), dtype=np.int64, count=len(padded))
     valid = np.arange(slots)[None, :] < (lengths - n + 1)[:, None]
     unique, inverse = sorted_codes(codes[valid], 256**n)
     ids = np.full((len(padded), slots), len(unique), dtype=np.int64)

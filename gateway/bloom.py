@@ -170,7 +170,8 @@ class TokenEncoder:
 
     def encode_distinct(self, values: Sequence[str | dt.date]) -> U8:
         digests = KeyedHash(self._key, "sha256").digests(
-            map(str.encode, map(str, values)), TOKEN_BYTES  # UTF-8
+            map(str.encode, map(str, values)),
+            TOKEN_BYTES,  # UTF-8
         )
         return np.frombuffer(digests, dtype=np.uint8).reshape(len(values), TOKEN_BYTES)
 

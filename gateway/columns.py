@@ -11,8 +11,11 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Callable
+from itertools import compress
+from operator import not_
 
 import numpy as np
+import numpy.typing as npt
 
 from gateway.normalise import (
     ADDRESS_WORDS,
@@ -60,9 +63,21 @@ def _fast_flags(values: list[str]) -> list[bool] | None:
     return [_fast(v) for v in values]
 
 
+def _objects(values: list[Result]) -> npt.NDArray[np.object_]:
+    array = np.empty(len(values), dtype=object)
+    array[:] = values
+    return array
+
+
 def _merge(fast: list[bool], quick: list[Result], slow: list[Result]) -> list[Result]:
-    quick_iter, slow_iter = iter(quick), iter(slow)
-    return [next(quick_iter) if f else next(slow_iter) for f in fast]
+    """The results in the values' order: ``quick`` where ``fast``, else ``slow``."""
+    if not slow:
+        return quick
+    merged = np.empty(len(fast), dtype=object)
+    taken = np.array(fast, dtype=np.bool_)
+    merged[taken], merged[~taken] = _objects(quick), _objects(slow)
+    out: list[Result] = merged.tolist()
+    return out
 
 
 def addresses(values: list[str]) -> list[Result]:
@@ -96,7 +111,7 @@ def nhs_numbers(values: list[str]) -> list[Result]:
     ascii_digits = np.fromiter(map(str.isdigit, compact), dtype=np.bool_, count=len(compact))
     ascii_digits &= np.fromiter(map(str.isascii, compact), dtype=np.bool_, count=len(compact))
     fast: list[bool] = (ten & ascii_digits).tolist()
-    easy = [c for c, f in zip(compact, fast, strict=True) if f]
+    easy = list(compress(compact, fast))
     quick: list[Result] = []
     if easy:
         raw = np.frombuffer("".join(easy).encode("ascii"), dtype=np.uint8).reshape(-1, 10)
@@ -104,8 +119,10 @@ def nhs_numbers(values: list[str]) -> list[Result]:
         check = 11 - (digits[:, :9] @ _NHS_WEIGHTS) % 11
         check[check == 11] = 0
         valid = (check != 10) & (check == digits[:, 9])
-        quick = [c if ok else INVALID for c, ok in zip(easy, valid.tolist(), strict=True)]
-    hard = [v for v, f in zip(values, fast, strict=True) if not f]
+        checked = _objects(easy)  # type: ignore[arg-type]
+        checked[~valid] = INVALID
+        quick = checked.tolist()
+    hard = list(compress(values, map(not_, fast)))
     return _merge(fast, quick, _one_by_one(normalise_nhs_number, hard))
 
 

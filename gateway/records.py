@@ -10,7 +10,8 @@ import csv
 import datetime as dt
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import chain
+from itertools import chain, compress, repeat
+from operator import is_
 from pathlib import Path
 
 import numpy as np
@@ -217,9 +218,10 @@ def _normalise_distinct(
     column_normaliser = COLUMN_NORMALISERS.get(name)
     if column_normaliser is not None:
         results = column_normaliser(distinct)
-        out.invalid = {value for value, r in zip(distinct, results, strict=True) if r is INVALID}
+        out.invalid = set(compress(distinct, map(is_, results, repeat(INVALID))))
         out.canonical = dict(zip(distinct, results, strict=True))  # type: ignore[arg-type]
-        out.canonical.update(dict.fromkeys(out.invalid))
+        if out.invalid:
+            out.canonical.update(dict.fromkeys(out.invalid))
         return out
     if name in DATE_FIELDS and rule.format == ISO_FORMAT:
         out.canonical = _quick_dates(name, distinct, today)

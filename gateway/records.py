@@ -54,7 +54,8 @@ class FieldReport:
 @dataclass
 class NormalisedRecords:
     """Normalised values by canonical field, one list entry per record; ``coded`` keeps the
-    same values as code books where normalising made them (the encoders' fast path)."""
+    same values as code books where normalising made them (the encoders' fast path: code that
+    changes a field's ``values`` drops the field from ``coded``)."""
 
     record_ids: list[str]
     values: dict[str, list[NormalValue]]

@@ -79,16 +79,17 @@ def encode_fields(
     """Encode the given fields of normalised records (a missing field encodes as absent)."""
     count, out = len(records), EncodedColumns()
     for spec in fields:
-        column = records.values.get(spec.name, [None] * count)
-        present = np.fromiter((v is not None for v in column), dtype=np.bool_, count=count)
+        coded = records.coded_column(spec.name)
+        present = coded.present()
         encoder = _encoder(spec, secret, context)
-        if isinstance(encoder, BloomEncoder):
-            salts = salts_for(spec, records.values, count)
-            filters = encoder.encode_many(column, salts)
-            out.values[spec.name] = encoder.blip(filters, present, records.record_ids)
+        salts = salts_for(spec, records.values, count)
+        if isinstance(encoder, BloomEncoder) and salts is not None:
+            filters = encoder.encode_many(records.values.get(spec.name, [None] * count), salts)
         else:
-            out.values[spec.name] = encoder.encode_many(column)
-        out.present[spec.name] = present
+            filters = encoder.encode_book(coded.values, coded.rows)
+        if isinstance(encoder, BloomEncoder):
+            filters = encoder.blip(filters, present, records.record_ids)
+        out.values[spec.name], out.present[spec.name] = filters, present
     return out
 
 

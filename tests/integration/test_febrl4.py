@@ -73,9 +73,10 @@ def _names_hardened(**hardening: object) -> LinkageSchema:
         # well as plain ones: the linkage side reads hardened filters (measured 0.9950; 0.9966
         # without BLIP; docs/attacks.md).
         ({"xor_fold": True, "balance": True, "blip": 0.10}, 0.993),
-        # Names salted with the date of birth (the hardened schema, version 2): measured 0.9863,
-        # 1.04 points under the default, over the 0.5-point budget (docs/attacks.md).
-        ({"salt": "birth_date"}, 0.985),
+        # Names salted with the date of birth (the hardened schema, version 2) with the engine's
+        # salted-names rules: measured 0.9913, 0.54 points under the default, over the
+        # 0.5-point budget (0.44-2.18 points over other secrets; docs/attacks.md).
+        ({"salt": "birth_date"}, 0.99),
     ],
 )
 def test_febrl4_linkage_with_hardened_name_filters(

@@ -92,6 +92,9 @@ def _paths() -> dict[str, Any]:
                 {"type": "object", "required": ["node_key"],
                  "properties": {"node_key": {"type": "string"}}})),
         },
+        "/v1/audit/checkpoints": {"get": _operation("The audit log's signed checkpoints")},
+        "/v1/audit/entries": {"get": _operation(
+            "The audit log as JSON Lines (docs/dpo.md)", secured="admin")},
     }  # fmt: skip
 
 

@@ -133,3 +133,17 @@ def register(commands: Commands) -> None:
         "--unencrypted-unsafe", action="store_true", help="accept an unencrypted node key"
     )
     checkpoint.set_defaults(handler=_checkpoint)
+
+
+def record_key_event(args: argparse.Namespace, **facts: object) -> None:
+    """Append a key event (``keys secret new|split|combine``, ``keys rotate``, ``keys node
+    new``) to the audit log named by ``--audit-log``, if one is; the gateway's next
+    checkpoint (at its next publication) anchors it."""
+    from policies.audit import AuditLog
+    from policies.audit_store import FileLog
+
+    if not getattr(args, "audit_log", None):
+        return
+    event = "_".join(str(p) for p in (args.what, getattr(args, "verb", None)) if p)
+    log = AuditLog(FileLog(Path(args.audit_log)), actor="keys-cli", signer=None)
+    log.append("key_event", {"event": event, **facts})

@@ -59,7 +59,7 @@ def rehash_from(entries: list[dict[str, Any]], start: int) -> list[str]:
 
 
 LOGS = st.lists(events(), min_size=6, max_size=25)
-FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @FAST

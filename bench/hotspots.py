@@ -8,8 +8,9 @@ SQLite store as one link run, not through the gateways. Then it runs a seeded mi
 (tables with one to three measures, trends, co-occurrence matrices; agency combinations,
 flags and time windows) from several analysts through the service's full API path (Flask
 test client: token check, parsing, index, differencing against each analyst's history,
-disclosure control, the audit row in SQLite), and prints p50/p95/p99 latency overall and per
-kind. The index build (once per link run and worker) is timed apart.
+disclosure control, the audit row in SQLite and the audit log's two fsync'd entries), and
+prints p50/p95/p99 latency overall and per kind. The index build (once per link run and
+worker) is timed apart.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from typing import Any
 import yaml
 
 from gateway.schema import default_schema_path
+from keys import SigningKey
 from linkage.app import create_app
 from linkage.storage import Store
 from placelink.entities import FLAGS, declare_flags, linked_records
@@ -107,6 +109,8 @@ def main() -> int:
             digests,
             [str(default_schema_path())],
             allow_unsigned_policies_unsafe=True,
+            audit_log_path=str(Path(tmp) / "audit.jsonl"),  # as in production: a file, fsync'd
+            service_key=SigningKey.generate(),
         )
         client = app.test_client()
         path = f"/v1/policies/{POLICY_ID}/hotspots"

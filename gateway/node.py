@@ -15,6 +15,7 @@ from gateway.pseudonyms import PseudonymMap
 from gateway.submit import prepare_submission, upload
 from keys import LinkageSecret, SigningKey
 from policies.approvals import PolicyTrust, check_approved
+from policies.audit_events import GatewayAudit
 from policies.decisions import check_upload
 from policies.linkage_schema import LinkageSchema
 from policies.model import Policy
@@ -67,6 +68,7 @@ def publish(
     """Encode and upload the node's records; the pseudonym map is saved only after success.
     Nothing is read or sent under a policy that the trusted DPOs have not all approved."""
     check_approved(policy, trust=trust)
+    audit = GatewayAudit(config.state_dir, source=config.source, node_key=node_key)
     day = today or dt.date.today()
     context = context_for_policy(policy, schema, epoch=epoch, today=day)
     ids_path = pseudonym_map_path(config, epoch)
@@ -84,6 +86,7 @@ def publish(
         party=config.source,
         fields=[f.name for f in result.batch.fields],
         attributes=result.batch.attribute_names,
+        recorder=audit.recorder(policy),
     )
     submission = prepare_submission(
         result.batch, source=config.source, policy_hash=policy.policy_hash, node_key=node_key
@@ -91,6 +94,7 @@ def publish(
     response = upload(submission, config.service_url)
     config.state_dir.mkdir(parents=True, exist_ok=True)
     pseudonyms.save(ids_path)
+    audit.published(policy, result.batch, submission, config.service_url, response)
     return Publication(
         result=result,
         response=response,

@@ -22,6 +22,7 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
+from keys import SigningKey
 from keys.errors import (
     AccessError,
     ConfigError,
@@ -237,6 +238,8 @@ def create_app(
     today: dt.date | None = None,
     admin_token_sha256: list[str] | None = None,
     dask_scheduler: str = "",
+    audit_log_path: str = "",
+    service_key: SigningKey | None = None,
 ) -> Flask:
     """The app factory: one service over a database, the policies it serves and the linkage
     schemas they pin (uploads under a policy whose schema is not held here are refused).
@@ -258,11 +261,13 @@ def create_app(
         service.store, service.policies, authorise=_hotspot_rules(service)
     )
     app.register_blueprint(api)
+    from linkage.audit_routes import install_audit
     from linkage.dashboard import dashboard
     from linkage.hotspot_routes import hotspot_api
 
     app.register_blueprint(hotspot_api)
     app.register_blueprint(dashboard)
+    install_audit(app, service, log_path=audit_log_path, key=service_key)  # policies/audit.py
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES  # over it: 413, before the body is read
     app.register_error_handler(PlacelinkError, _handle)
     app.register_error_handler(SQLAlchemyError, _storage_problem)
@@ -281,9 +286,13 @@ def app_from_environment() -> Flask:
     PLACELINK_TOKEN_SHA256 and PLACELINK_ADMIN_TOKEN_SHA256 (hex digests separated by ','),
     PLACELINK_TRUSTED_DPO_KEYS (DPO key fingerprints separated by ','; missing or empty: no
     policy loads), optionally PLACELINK_DASK_SCHEDULER (a dask.distributed scheduler address
-    for link runs) and, for tests only, PLACELINK_ALLOW_UNSIGNED_POLICIES_UNSAFE=1.
+    for link runs), PLACELINK_AUDIT_LOG (the audit log file) and PLACELINK_SERVICE_KEY (its
+    checkpoint key; passphrase in PLACELINK_SERVICE_KEY_PASSPHRASE) and, for tests only,
+    PLACELINK_ALLOW_UNSIGNED_POLICIES_UNSAFE=1.
     """
     import os
+
+    from linkage.audit_trail import default_log_path, service_key_from_environment
 
     url = os.environ.get("PLACELINK_DATABASE_URL", "sqlite:///placelink-linkage.db")
     paths = [p for p in os.environ.get("PLACELINK_POLICIES", "").split(":") if p]
@@ -306,4 +315,6 @@ def app_from_environment() -> Flask:
         allow_unsigned_policies_unsafe=unsafe,
         admin_token_sha256=admins,
         dask_scheduler=os.environ.get("PLACELINK_DASK_SCHEDULER", ""),
+        audit_log_path=os.environ.get("PLACELINK_AUDIT_LOG", default_log_path(url)),
+        service_key=service_key_from_environment(),
     )

@@ -65,6 +65,14 @@ def _upload() -> dict[str, Any]:
     return operation
 
 
+def _audit_entries() -> dict[str, Any]:
+    """The export is JSON Lines (one entry a line), not one JSON document."""
+    operation = _operation("The audit log as JSON Lines (docs/dpo.md)", secured="admin")
+    operation["responses"]["200"] = {"description": "done", "content": {
+        "application/x-ndjson": {"schema": {"type": "string"}}}}  # fmt: skip
+    return operation
+
+
 def _paths() -> dict[str, Any]:
     source = {"name": "source", "in": "path", "required": True, "schema": {"type": "string"}}
     link_body = _json({"type": "object", "properties": {
@@ -92,6 +100,8 @@ def _paths() -> dict[str, Any]:
                 {"type": "object", "required": ["node_key"],
                  "properties": {"node_key": {"type": "string"}}})),
         },
+        "/v1/audit/checkpoints": {"get": _operation("The audit log's signed checkpoints")},
+        "/v1/audit/entries": {"get": _audit_entries()},
     }  # fmt: skip
 
 

@@ -7,6 +7,7 @@ picks a free port with no race) and handed to gunicorn as ``fd://N``.
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -24,6 +25,8 @@ class RunningService:
     url: str
     process: subprocess.Popen[bytes]
     log_path: Path
+    audit_log: Path | None = None
+    service_key: str = ""  # the fingerprint of the key that signs its audit checkpoints
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -66,7 +69,8 @@ def start_service(
     timeout: float = 30.0,
     admin_token_sha256: list[str] | None = None,
 ) -> RunningService:
-    """Start gunicorn serving the linkage app; returns once /healthz answers."""
+    """Start gunicorn serving the linkage app; returns once /healthz answers. Its audit log
+    is ``service-audit.jsonl`` beside ``log_path``, checkpointed under a fresh key."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, 0))
@@ -81,6 +85,7 @@ def start_service(
         PLACELINK_TRUSTED_DPO_KEYS=",".join(trusted_dpo_keys),
         PLACELINK_ADMIN_TOKEN_SHA256=",".join(admin_token_sha256 or []),
     )
+    audit_log, service_key = _audit_settings(log_path.parent, env)
     env.pop("PLACELINK_ALLOW_UNSIGNED_POLICIES_UNSAFE", None)
     command = [
         sys.executable,
@@ -109,4 +114,22 @@ def start_service(
     except ConfigError:
         RunningService(url, process, log_path).stop()
         raise
-    return RunningService(url, process, log_path)
+    return RunningService(url, process, log_path, audit_log, service_key)
+
+
+def _audit_settings(folder: Path, env: dict[str, str]) -> tuple[Path, str]:
+    """A fresh service key (encrypted under a random passphrase passed in the environment)
+    and the audit log path, set in ``env``; returns the log path and the key's fingerprint."""
+    from keys.signing import SigningKey, save_signing_key
+
+    key, passphrase = SigningKey.generate(), secrets.token_urlsafe(24)
+    key_path = folder / "service-audit-key.pem"
+    key_path.unlink(missing_ok=True)
+    save_signing_key(key_path, key, passphrase=passphrase)
+    audit_log = folder / "service-audit.jsonl"
+    env.update(
+        PLACELINK_AUDIT_LOG=str(audit_log),
+        PLACELINK_SERVICE_KEY=str(key_path),
+        PLACELINK_SERVICE_KEY_PASSPHRASE=passphrase,
+    )
+    return audit_log, key.fingerprint

@@ -58,6 +58,7 @@ class DemoResult:
     bytes_sent: int
     files: dict[str, Path] = field(default_factory=dict)
     policy_line: str = ""
+    audit_line: str = ""
 
 
 def _enrolled_policy(
@@ -125,6 +126,7 @@ def _fresh_dirs(out: Path) -> dict[str, Path]:
         "gateways",
         "keys",
         "service.log",
+        "service-audit.jsonl",
     ):
         target = out / stale
         if target.is_dir():
@@ -211,6 +213,7 @@ def run_demo(out: Path, *, seed: int = 7, people: int = 3000, progress: bool = T
         "dashboard": out / "dashboard.html",
     }
     result.policy_line = _policy_line(policy)
+    result.audit_line = _audit_line(service, dirs["gateways"], node_keys)
     return result
 
 
@@ -277,9 +280,36 @@ def format_summary(result: DemoResult) -> str:
         f"wrote {result.files.get('hotspots')} and {result.files.get('report')}",
         f"dashboard snapshot: {result.files.get('dashboard')} (open it in a browser; the live "
         "dashboard is served at /dashboard by the linkage service, see docs/analyst.md)",
+        result.audit_line,
         f"done in {result.seconds:.1f} s",
     ]
     return "\n".join(lines)
+
+
+def _audit_line(service: RunningService, gateways: Path, node_keys: dict[str, SigningKey]) -> str:
+    """Both sides' audit logs verified, the service's against the checkpoints the gateways
+    kept (docs/dpo.md#audit-trail)."""
+    from policies.audit_events import SERVICE_CHECKPOINTS, read_checkpoints
+    from policies.audit_store import FileLog
+    from policies.audit_verify import verify_log
+
+    held = [c for a in node_keys for c in read_checkpoints(gateways / a / SERVICE_CHECKPOINTS)]
+    log = service.audit_log or Path("service-audit.jsonl")
+    verdict = verify_log(
+        FileLog(log).lines(), trusted_keys=frozenset({service.service_key}), held=held
+    )
+    gateways_ok = all(
+        verify_log(
+            FileLog(gateways / a / "audit.jsonl").lines(), trusted_keys=frozenset({k.fingerprint})
+        ).ok
+        for a, k in node_keys.items()
+    )
+    state = "OK" if verdict.ok and gateways_ok else "TAMPERED"
+    return (
+        f"audit logs {state}: service {verdict.entries} entries, "
+        f"{verdict.checkpoints} checkpoints, {len(held)} held by the gateways "
+        f"(placelink audit verify --log {log} --key {service.service_key})"
+    )
 
 
 def _as_number(value: Any) -> float:

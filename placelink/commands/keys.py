@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from keys.errors import ConfigError, KeyMaterialError
 from placelink.commands import Commands
+from placelink.commands.audit import record_key_event
 
 if TYPE_CHECKING:
     from keys import LinkageSecret
@@ -49,6 +50,7 @@ def _write_secret_file(args: argparse.Namespace, secret: LinkageSecret, output: 
     output.parent.mkdir(parents=True, exist_ok=True)
     write_secret(secret, output, passphrase=passphrase, unencrypted_unsafe=args.unencrypted_unsafe)
     state = "UNENCRYPTED" if passphrase is None else "encrypted"
+    record_key_event(args, epoch=secret.epoch)
     print(f"wrote the linkage secret for epoch {secret.epoch} to {output} ({state}, mode 0600)")
 
 
@@ -81,6 +83,7 @@ def _secret_split(args: argparse.Namespace) -> int:
     for number, (path, words) in enumerate(zip(paths, mnemonics, strict=True), start=1):
         write_share(path, words, number=number, count=args.shares, threshold=args.threshold)
         print(f"wrote {path}")
+    record_key_event(args, epoch=secret.epoch, shares=args.shares, threshold=args.threshold)
     print(f"any {args.threshold} of the {args.shares} shares rebuild epoch {secret.epoch}'s secret")
     return 0
 
@@ -118,6 +121,7 @@ def _node_new(args: argparse.Namespace) -> int:
         folder, keys, passphrase=passphrase, unencrypted_unsafe=args.unencrypted_unsafe
     )
     print(f"wrote {paths['signing']}, {paths['sealing']} and {paths['public']}", file=sys.stderr)
+    record_key_event(args, node_key=keys.signing.fingerprint)
     print(
         json.dumps(keys.public_description(), indent=2) if args.json else keys.signing.fingerprint
     )
@@ -133,6 +137,7 @@ def _dpo_new(args: argparse.Namespace) -> int:
     key = SigningKey.generate()
     output.parent.mkdir(parents=True, exist_ok=True)
     save_signing_key(output, key, passphrase=passphrase, unencrypted_unsafe=args.unencrypted_unsafe)
+    record_key_event(args)
     print(f"wrote {output}", file=sys.stderr)
     print(key.fingerprint)
     return 0
@@ -158,6 +163,7 @@ def _add_write_flags(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="write the key without a passphrase (tests and throwaway demos only)",
     )
+    parser.add_argument("--audit-log", help="an audit log to record the key event in (docs/dpo.md)")
 
 
 def _register_secret(nouns: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -175,6 +181,7 @@ def _register_secret(nouns: argparse._SubParsersAction[argparse.ArgumentParser])
     split.add_argument("--shares", type=int, required=True, help="shares to make (<= 16)")
     split.add_argument("--output-dir", required=True, help="folder for share-N-of-M.txt files")
     split.add_argument("--force", action="store_true", help="overwrite existing share files")
+    split.add_argument("--audit-log", help="an audit log to record the split in (docs/dpo.md)")
     split.set_defaults(handler=_secret_split)
     combine = verbs.add_parser("combine", help="rebuild the secret from shares, on a gateway")
     combine.add_argument("shares", nargs="+", help="share files (at least the threshold)")

@@ -31,6 +31,7 @@ from gateway.app import create_node_app
 from gateway.node_settings import settings_from_environment
 from gateway.openapi import openapi_document as node_openapi_document
 from gateway.schema import default_schema_path
+from keys import SigningKey
 from linkage.app import create_app
 from linkage.openapi import openapi_document
 from linkage.storage import Store
@@ -75,6 +76,8 @@ def linkage_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flask]:
         [str(default_schema_path())],
         trusted_dpo_keys=trusted_dpo_keys(),
         admin_token_sha256=[hashlib.sha256(ADMIN.encode()).hexdigest()],
+        audit_log_path=str(folder / "audit.jsonl"),
+        service_key=SigningKey.generate(),  # as deployed: the audit checkpoints are signed
     )
     yield app
     app.extensions["placelink"].store.engine.dispose()

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from linkage.app import api
+from linkage.audit_routes import audit_api
 from linkage.dashboard import dashboard
 from linkage.hotspot_routes import hotspot_api
 from placelink.cli import build_parser
@@ -37,7 +38,7 @@ def _rules() -> list[str]:
     from flask import Flask
 
     app = Flask("probe")
-    blueprints = (api, hotspot_api, dashboard)
+    blueprints = (api, hotspot_api, dashboard, audit_api)
     for blueprint in blueprints:
         app.register_blueprint(blueprint)
     return [
@@ -62,6 +63,9 @@ def test_every_endpoint_is_documented(rule: str) -> None:
         "PLACELINK_TRUSTED_DPO_KEYS",
         "PLACELINK_ALLOW_UNSIGNED_POLICIES_UNSAFE",
         "PLACELINK_ADMIN_TOKEN_SHA256",
+        "PLACELINK_AUDIT_LOG",
+        "PLACELINK_SERVICE_KEY",
+        "PLACELINK_SERVICE_KEY_PASSPHRASE",
     ],
 )
 def test_every_setting_is_documented(setting: str) -> None:

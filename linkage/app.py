@@ -31,10 +31,10 @@ from keys.errors import (
     PolicyError,
     StorageError,
 )
-from linkage.engine import Engine
-from linkage.hotspot_desk import HotspotDesk, PrivacyBudgetSpent
 from linkage.auth import Caller, TokenAuthority, Unauthenticated
 from linkage.auth_routes import install_auth, require_party, require_scope
+from linkage.engine import Engine
+from linkage.hotspot_desk import HotspotDesk, PrivacyBudgetSpent
 from linkage.intake import ReplayError, accept_batch, decode_manifest
 from linkage.openapi import openapi_document
 from linkage.revocations import is_fingerprint

@@ -88,9 +88,7 @@ def bearer_token(authorization: str | None) -> str:
 def okp_public_jwk(public_raw: bytes, *, kid: str = "") -> OKPKey:
     """A raw Ed25519 public key as a JWK (for client assertions and the JWKS)."""
     params = {"kid": kid} if kid else {}
-    key = OKPKey.import_key(
-        {"kty": "OKP", "crv": "Ed25519", "x": _b64url(public_raw), **params}
-    )
+    key = OKPKey.import_key({"kty": "OKP", "crv": "Ed25519", "x": _b64url(public_raw), **params})
     return key
 
 
@@ -142,9 +140,8 @@ class TokenAuthority:
 
     def jwks(self) -> dict[str, Any]:
         """The public keys tokens are verified with (published for resource servers)."""
-        if self.external_jwks is not None:
-            return self.external_jwks.as_dict(private=False)
-        return KeySet([self._own_jwk()]).as_dict(private=False)
+        keys = self.external_jwks or KeySet([self._own_jwk()])
+        return dict(keys.as_dict(private=False))
 
     def issue(self, client: Client, scopes: frozenset[str]) -> dict[str, Any]:
         """A signed access token for ``client`` with ``scopes`` (already checked against the

@@ -67,7 +67,11 @@ class OAuthClient(ClientMixin):  # type: ignore[misc]
 
 
 class _ClientCredentials(ClientCredentialsGrant):  # type: ignore[misc]
-    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", PRIVATE_KEY_JWT]
+    TOKEN_ENDPOINT_AUTH_METHODS = [  # noqa: RUF012 (Authlib's interface)
+        "client_secret_basic",
+        "client_secret_post",
+        PRIVATE_KEY_JWT,
+    ]
 
     def validate_token_request(self) -> None:
         super().validate_token_request()

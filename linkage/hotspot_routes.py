@@ -1,8 +1,9 @@
 """Hot-spot endpoints: a thin Flask layer over :mod:`linkage.hotspot_desk`.
 
 Every endpoint needs an access token with the scope ``query:hotspots``, bound to the policy in
-the path; the query is asked as the token's party (its role in the policy decides). ``POST .../hotspots`` answers in JSON, or in
-CSV (published figures only) with ``?format=csv`` or ``Accept: text/csv``.
+the path; the query is asked as the token's party (its role in the policy decides).
+``POST .../hotspots`` answers in JSON, or in CSV (published figures only) with
+``?format=csv`` or ``Accept: text/csv``.
 """
 
 from __future__ import annotations

@@ -16,8 +16,13 @@ import datetime as dt
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from placelink.commands import Commands
+
+if TYPE_CHECKING:
+    from gateway.oauth_client import ClientCredentials
+    from keys import SigningKey
 
 TRUST_VARIABLE = "PLACELINK_TRUSTED_DPO_KEYS"
 
@@ -42,6 +47,7 @@ def _publish(args: argparse.Namespace) -> int:
     config = NodeConfig(
         args.source, Path(args.input), Path(args.mapping), Path(args.state), args.service
     )
+    credentials = _credentials(args, node_key)
     publication = publish(
         config,
         policy=load_policy(Path(args.policy)),
@@ -51,10 +57,30 @@ def _publish(args: argparse.Namespace) -> int:
         epoch=secret.epoch,
         today=dt.date.today(),
         trust=PolicyTrust(_trusted_dpo_keys()),
+        auth=credentials.headers,
     )
     batch = publication.result.batch
     print(f"published {len(batch)} records of {args.source} under epoch {batch.epoch}")
     return 0
+
+
+def _credentials(args: argparse.Namespace, node_key: SigningKey) -> ClientCredentials:
+    """The node's OAuth client: ``private_key_jwt`` with its node key, unless a client secret
+    is given (``--client-secret-file`` or PLACELINK_CLIENT_SECRET)."""
+    from gateway.oauth_client import (
+        CLIENT_ID_ENV,
+        ClientCredentials,
+        read_client_secret,
+        token_url_for,
+    )
+
+    client_id = args.client_id or os.environ.get(CLIENT_ID_ENV, "") or f"{args.source}-gateway"
+    secret_file = Path(args.client_secret_file) if args.client_secret_file else None
+    secret = read_client_secret(secret_file)
+    token_url = args.token_url or token_url_for(args.service)
+    if secret:
+        return ClientCredentials(token_url, client_id, client_secret=secret, scope="submit")
+    return ClientCredentials(token_url, client_id, node_key=node_key, scope="submit")
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -107,6 +133,9 @@ def register(commands: Commands) -> None:
     add("--service", required=True, help="the linkage service's URL")
     add("--schema", help="linkage schema YAML (default: the shipped one)")
     add("--unencrypted-unsafe", action="store_true", help="accept an unencrypted node key")
+    add("--client-id", help="OAuth client id (else $PLACELINK_CLIENT_ID, else SOURCE-gateway)")
+    add("--client-secret-file", help="use a client secret, not the node key (private_key_jwt)")
+    add("--token-url", help="token endpoint (default: the service's /v1/oauth/token)")
     publish.set_defaults(handler=_publish)
 
     check = verbs.add_parser(

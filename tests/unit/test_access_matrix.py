@@ -144,7 +144,7 @@ ENDPOINTS = [
         None,
         None,
         body=lambda w: {"node_key": "ed25519:" + "ab" * 32},
-    ),  # fmt: skip
+    ),
     Endpoint("GET", "/v1/revocations", "admin", "analyst", None, None),
 ]
 

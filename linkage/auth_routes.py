@@ -157,6 +157,12 @@ def post_token() -> Response:
             "external issuer's token endpoint",
         )
     response: Response = server.create_token_response()
+    if response.status_code == 401 and "Authorization" not in request.headers:
+        # RFC 6749 5.2: 401 with a Basic challenge only answers a client that tried HTTP Basic;
+        # to others (client_secret_post, private_key_jwt) invalid_client is a 400. A browser
+        # (the dashboard) would otherwise open a password dialog.
+        response.status_code = 400
+        del response.headers["WWW-Authenticate"]
     return response
 
 

@@ -53,14 +53,15 @@ def _hash(secret: str) -> str:
     return hash_client_secret(secret, salt=b"test-salt-000000")
 
 
-def clients_document(node_keys: Mapping[str, SigningKey]) -> dict[str, Any]:
+def clients_document(node_keys: Mapping[str, SigningKey | bytes]) -> dict[str, Any]:
+    """Every gateway (node key, or its raw public half) and the secret clients."""
     entries: list[dict[str, Any]] = [
         {
             "client_id": gateway_client_id(party),
             "party": party,
             "policies": [POLICY_ID],
             "scopes": ["submit", "links:read"],
-            "public_key": key.public_raw.hex(),
+            "public_key": (key if isinstance(key, bytes) else key.public_raw).hex(),
         }
         for party, key in node_keys.items()
     ]
@@ -112,7 +113,7 @@ class OAuthFiles:
         }
 
 
-def write_oauth_files(folder: Path, node_keys: Mapping[str, SigningKey]) -> OAuthFiles:
+def write_oauth_files(folder: Path, node_keys: Mapping[str, SigningKey | bytes]) -> OAuthFiles:
     """The clients file and the service's signing key (unencrypted: tests only) on disk."""
     folder.mkdir(parents=True, exist_ok=True)
     clients = folder / "clients.yaml"

@@ -114,6 +114,7 @@ class TokenAuthority:
     lifetime_s: int = DEFAULT_LIFETIME_S
     clock: Callable[[], float] = time.time
     _seen_assertions: dict[str, float] = field(default_factory=dict, repr=False)
+    _keys: KeySet | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
@@ -128,6 +129,7 @@ class TokenAuthority:
                 f"the token lifetime must be {MIN_LIFETIME_S}-{MAX_LIFETIME_S} seconds",
                 fix="set PLACELINK_TOKEN_LIFETIME to e.g. 600",
             )
+        self._keys = self.external_jwks or KeySet([self._own_jwk()])
 
     @property
     def issues_tokens(self) -> bool:
@@ -140,8 +142,8 @@ class TokenAuthority:
 
     def jwks(self) -> dict[str, Any]:
         """The public keys tokens are verified with (published for resource servers)."""
-        keys = self.external_jwks or KeySet([self._own_jwk()])
-        return dict(keys.as_dict(private=False))
+        assert self._keys is not None
+        return dict(self._keys.as_dict(private=False))
 
     def issue(self, client: Client, scopes: frozenset[str]) -> dict[str, Any]:
         """A signed access token for ``client`` with ``scopes`` (already checked against the
@@ -177,12 +179,9 @@ class TokenAuthority:
 
     def _decode(self, token: str) -> dict[str, Any]:
         """(2)-(4) of the checklist: signature, issuer and audience, times."""
-        if self.external_jwks is not None:
-            keys, algorithms = self.external_jwks, EXTERNAL_ALGORITHMS
-        else:
-            keys, algorithms = KeySet([self._own_jwk()]), OWN_ALGORITHMS
+        algorithms = EXTERNAL_ALGORITHMS if self.external_jwks is not None else OWN_ALGORITHMS
         try:
-            decoded = jwt.decode(token, keys, algorithms=algorithms)
+            decoded = jwt.decode(token, self._keys, algorithms=algorithms)
             registry = jwt.JWTClaimsRegistry(
                 now=int(self.clock()),
                 leeway=LEEWAY_S,

@@ -141,7 +141,7 @@ def post_link_run(policy_id: str) -> tuple[Response, int]:
 
 @api.post("/v1/revocations")
 def post_revocation() -> tuple[Response, int]:
-    """Revoke a node key (admin token): its uploads are refused from the next request on."""
+    """Revoke a node key (scope ``admin``): its uploads are refused from the next request on."""
     require_scope("admin")
     body = request.get_json(silent=True) or {}
     node_key = body.get("node_key") if isinstance(body, dict) else None

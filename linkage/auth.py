@@ -114,7 +114,7 @@ class TokenAuthority:
     lifetime_s: int = DEFAULT_LIFETIME_S
     clock: Callable[[], float] = time.time
     _seen_assertions: dict[str, float] = field(default_factory=dict, repr=False)
-    _keys: KeySet | None = field(default=None, repr=False)
+    _keys: KeySet = field(init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
@@ -142,7 +142,6 @@ class TokenAuthority:
 
     def jwks(self) -> dict[str, Any]:
         """The public keys tokens are verified with (published for resource servers)."""
-        assert self._keys is not None
         return dict(self._keys.as_dict(private=False))
 
     def issue(self, client: Client, scopes: frozenset[str]) -> dict[str, Any]:

@@ -10,6 +10,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -165,7 +166,7 @@ CASES = ["no-token", "expired", "bad-signature", "wrong-scope", "wrong-party", "
          "right"]  # fmt: skip
 
 
-def _headers(world: World, endpoint: Endpoint, case: str) -> dict[str, str] | None:
+def _headers(world: World, endpoint: Endpoint, case: str) -> dict[str, str]:
     if case == "no-token":
         return {}
     if case == "bad-signature":
@@ -174,7 +175,8 @@ def _headers(world: World, endpoint: Endpoint, case: str) -> dict[str, str] | No
         return bearer(world.token(endpoint.right))
     who = {"wrong-scope": endpoint.wrong_scope, "wrong-party": endpoint.wrong_party,
            "wrong-policy": endpoint.wrong_policy}[case]  # fmt: skip
-    return None if who is None else bearer(world.token(who))
+    assert who is not None
+    return bearer(world.token(who))
 
 
 def _assert_problem(response: TestResponse, status: int) -> None:
@@ -184,12 +186,24 @@ def _assert_problem(response: TestResponse, status: int) -> None:
     assert body["status"] == status and body["type"].startswith(PROBLEM_BASE)
 
 
-@pytest.mark.parametrize("case", CASES)
-@pytest.mark.parametrize("endpoint", ENDPOINTS, ids=lambda e: f"{e.method} {e.path}")
+def _cells() -> list[Any]:
+    """Every endpoint x case, less the cells where the party or policy plays no part."""
+    cells = []
+    for endpoint in ENDPOINTS:
+        for case in CASES:
+            if (case == "wrong-party" and endpoint.wrong_party is None) or (
+                case == "wrong-policy" and endpoint.wrong_policy is None
+            ):
+                continue
+            cells.append(
+                pytest.param(endpoint, case, id=f"{endpoint.method} {endpoint.path}-{case}")
+            )
+    return cells
+
+
+@pytest.mark.parametrize(("endpoint", "case"), _cells())
 def test_access_matrix(world: World, endpoint: Endpoint, case: str) -> None:
     headers = _headers(world, endpoint, case)
-    if headers is None:
-        pytest.skip("the party or policy plays no part at this endpoint")
     if case == "expired":
         world.clock.advance(3600)
         try:

@@ -78,7 +78,8 @@ class ClientCredentials:
             response = requests.post(self.token_url, data=form, auth=basic, timeout=30)
         except requests.RequestException as exc:
             raise PlacelinkError(
-                f"cannot reach the token endpoint {self.token_url}: {type(exc).__name__}",
+                f"cannot reach the linkage service's token endpoint {self.token_url}: "
+                f"{type(exc).__name__}",
                 fix="check the service URL and that the service is running",
             ) from None
         body = response.json() if "json" in response.headers.get("Content-Type", "") else {}

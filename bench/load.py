@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
-import hashlib
 import os
 import statistics
 import sys
@@ -36,18 +35,22 @@ from pathlib import Path
 
 import requests
 
+from gateway.oauth_client import ClientCredentials, token_url_for
 from gateway.pipeline import context_for_policy, encode_csv
 from gateway.pseudonyms import PseudonymMap
 from gateway.schema import default_schema, default_schema_path
 from gateway.submit import Submission, prepare_submission
 from keys import SigningKey, new_secret
 from linkage.server import RunningService, start_service
-from placelink.demo import _dpo_signed, _enrolled_policy  # the demo's signed example policy
+from placelink.demo import (  # the demo's signed example policy and OAuth clients
+    _dpo_signed,
+    _enrolled_policy,
+    _register_clients,
+)
 from placelink.town import AGENCIES, generate_town, write_canonical_csv
 from policies.clks import EncodedBatch
 from policies.model import Policy, dump_policy, parse_policy
 
-ANALYST_TOKEN = "bench-load-analyst-token-3c9e"
 HOTSPOT_QUERY = {"kind": "table", "by": "area"}
 
 
@@ -60,6 +63,9 @@ class LoadWorld:
     keys: dict[str, SigningKey]
     pending: list[tuple[str, EncodedBatch]]  # (agency, chunk) not yet uploaded
     database_url: str
+    gateways: dict[str, ClientCredentials]  # each agency's OAuth client (its node key)
+    analyst: ClientCredentials
+    operator: ClientCredentials
 
     @property
     def url(self) -> str:
@@ -95,15 +101,18 @@ def _encode_town(folder: Path, policy: Policy, people: int, seed: int) -> dict[s
     return batches
 
 
-def post_upload(url: str, sub: Submission, timeout: float = 60.0) -> requests.Response:
-    return requests.post(f"{url}/v1/batches", data=sub.body, headers=sub.headers(), timeout=timeout)
+def post_upload(world: LoadWorld, sub: Submission, timeout: float = 60.0) -> requests.Response:
+    """One signed batch, with its gateway's access token (fetched once, then cached)."""
+    headers = {**sub.headers(), **world.gateways[str(sub.manifest["source"])].headers()}
+    return requests.post(f"{world.url}/v1/batches", data=sub.body, headers=headers,
+                         timeout=timeout)  # fmt: skip
 
 
-def post_hotspots(url: str, policy_id: str, timeout: float = 60.0) -> requests.Response:
+def post_hotspots(world: LoadWorld, timeout: float = 60.0) -> requests.Response:
     return requests.post(
-        f"{url}/v1/policies/{policy_id}/hotspots",
+        f"{world.url}/v1/policies/{world.policy.policy_id}/hotspots",
         json=HOTSPOT_QUERY,
-        headers={"Authorization": f"Bearer {ANALYST_TOKEN}"},
+        headers=world.analyst.headers(),
         timeout=timeout,
     )
 
@@ -120,31 +129,41 @@ def load_world(
     dump_policy(document, folder / "policy.yaml")
     policy = parse_policy(document)
     batches = _encode_town(folder, policy, people, seed)
+    clients, signing, secrets = _register_clients(folder, policy.policy_id, node_keys)
     service = start_service(
         database_url=database_url,
         policy_paths=[folder / "policy.yaml"],
         schema_paths=[default_schema_path()],
-        token_sha256=[hashlib.sha256(ANALYST_TOKEN.encode()).hexdigest()],
         log_path=folder / "service.log",
         trusted_dpo_keys=trusted,
+        clients_path=clients,
+        oauth_signing_key=signing,
+        oauth_key_unencrypted_unsafe=True,
     )
     try:
-        world = LoadWorld(service, policy, node_keys, [], database_url)
+        token_url = token_url_for(service.url)
+        world = LoadWorld(
+            service, policy, node_keys, [], database_url,
+            {a: ClientCredentials(token_url, f"{a}-gateway", node_key=k)
+             for a, k in node_keys.items()},
+            ClientCredentials(token_url, "analyst", client_secret=secrets["analyst"]),
+            ClientCredentials(token_url, "operator", client_secret=secrets["operator"]),
+        )  # fmt: skip
         for agency, batch in batches.items():
             half = len(batch) // 2
-            post_upload(
-                world.url, world.submission(agency, rows(batch, 0, half))
-            ).raise_for_status()
+            first_half = world.submission(agency, rows(batch, 0, half))
+            post_upload(world, first_half).raise_for_status()
             world.pending += [
                 (agency, rows(batch, start, min(start + chunk, len(batch))))
                 for start in range(half, len(batch), chunk)
             ]
         link = requests.post(
             f"{world.url}/v1/policies/{policy.policy_id}/link-runs",
-            headers={"Authorization": f"Bearer {ANALYST_TOKEN}"},
+            headers=world.operator.headers(),
             timeout=600,
         )
         link.raise_for_status()
+        world.analyst.access_token()  # every token fetched before the load starts
         yield world
     finally:
         service.stop()
@@ -229,13 +248,13 @@ def run_load(
             if time.monotonic() > deadline:
                 return
             sub = world.submission(agency, batch)
-            record(_timed("upload", lambda s=sub: post_upload(world.url, s)))  # type: ignore[misc]
+            record(_timed("upload", lambda s=sub: post_upload(world, s)))  # type: ignore[misc]
 
     def analyst() -> None:
         for _ in range(queries):
             if time.monotonic() > deadline:
                 return
-            record(_timed("hotspots", lambda: post_hotspots(world.url, world.policy.policy_id)))
+            record(_timed("hotspots", lambda: post_hotspots(world)))
 
     threads = [threading.Thread(target=uploader, args=(share,)) for share in shares]
     threads += [threading.Thread(target=analyst) for _ in range(analysts)]

@@ -6,6 +6,7 @@ The node keeps its pseudonym map in its state folder; nothing identifying leaves
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,9 +65,11 @@ def publish(
     trust: PolicyTrust,
     epoch: int = 0,
     today: dt.date | None = None,
+    auth: Callable[[], Mapping[str, str]] | None = None,
 ) -> Publication:
     """Encode and upload the node's records; the pseudonym map is saved only after success.
-    Nothing is read or sent under a policy that the trusted DPOs have not all approved."""
+    Nothing is read or sent under a policy that the trusted DPOs have not all approved.
+    ``auth`` supplies the upload's access-token header (:mod:`gateway.oauth_client`)."""
     check_approved(policy, trust=trust)
     audit = GatewayAudit(config.state_dir, source=config.source, node_key=node_key)
     day = today or dt.date.today()
@@ -91,7 +94,7 @@ def publish(
     submission = prepare_submission(
         result.batch, source=config.source, policy_hash=policy.policy_hash, node_key=node_key
     )
-    response = upload(submission, config.service_url)
+    response = upload(submission, config.service_url, auth=auth)
     config.state_dir.mkdir(parents=True, exist_ok=True)
     pseudonyms.save(ids_path)
     audit.published(policy, result.batch, submission, config.service_url, response)

@@ -12,6 +12,7 @@ import datetime as dt
 import hashlib
 import secrets
 import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,13 +72,20 @@ def prepare_submission(
     return Submission(manifest, body, node_key.sign(canonical_json(manifest)))
 
 
-def upload(submission: Submission, service_url: str, *, timeout: float = 60.0) -> dict[str, Any]:
-    """POST the batch to the linkage service; problems come back as placelink errors."""
+def upload(
+    submission: Submission,
+    service_url: str,
+    *,
+    timeout: float = 60.0,
+    auth: Callable[[], Mapping[str, str]] | None = None,
+) -> dict[str, Any]:
+    """POST the batch to the linkage service; problems come back as placelink errors.
+    ``auth`` gives the request's authorization headers (e.g.
+    :meth:`gateway.oauth_client.ClientCredentials.headers`); without it the service refuses."""
     url = f"{service_url.rstrip('/')}/v1/batches"
+    headers = {**submission.headers(), **(auth() if auth else {})}
     try:
-        response = requests.post(
-            url, data=submission.body, headers=submission.headers(), timeout=timeout
-        )
+        response = requests.post(url, data=submission.body, headers=headers, timeout=timeout)
     except requests.RequestException as exc:
         raise PlacelinkError(
             f"cannot reach the linkage service at {service_url}: {type(exc).__name__}",

@@ -20,6 +20,7 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from keys.errors import ConfigError
 from keys.signing import SigningKey
 from linkage.audit_trail import ServiceAudit, lenient_manifest
+from linkage.auth_routes import require_caller, require_scope
 from linkage.service import LinkageService
 
 audit_api = Blueprint("audit", __name__)
@@ -32,10 +33,9 @@ def _audit() -> ServiceAudit:
 
 @audit_api.get("/v1/audit/checkpoints")
 def get_checkpoints() -> Response:
-    """The service's signed checkpoints, oldest first (analysts and gateways)."""
-    from linkage.app import require_analyst
-
-    require_analyst()
+    """The service's signed checkpoints, oldest first (any registered client: gateways and
+    analysts; checkpoints hold hashes, never data)."""
+    require_caller()
     log = _audit().log
     if log.signer is None:
         raise ConfigError("the service has no audit key", fix="set PLACELINK_SERVICE_KEY")
@@ -45,10 +45,8 @@ def get_checkpoints() -> Response:
 
 @audit_api.get("/v1/audit/entries")
 def get_entries() -> Response:
-    """The whole log as JSON Lines (admin token): nothing in it identifies anyone."""
-    from linkage.app import _require_token
-
-    _require_token("ADMIN_TOKEN_SHA256")
+    """The whole log as JSON Lines (scope ``admin``): nothing in it identifies anyone."""
+    require_scope("admin")
     body = "".join(
         line if line.endswith("\n") else line + "\n" for line in _audit().log.backend.lines()
     )

@@ -11,8 +11,8 @@ from typing import Any
 
 PROBLEM = {"$ref": "#/components/schemas/Problem"}
 _ERRORS = {
-    "401": "signature verification failed",
-    "403": "no valid token, or the policy forbids it",
+    "401": "no valid access token (WWW-Authenticate), or a bad node signature",
+    "403": "the token lacks the scope, policy or party, or the policy forbids it",
     "409": "a replayed batch",
     "422": "malformed input; the detail names the field and the fix",
     "503": "the store is unavailable; nothing was changed",
@@ -28,7 +28,7 @@ def _operation(
     summary: str,
     *,
     ok: str = "200",
-    secured: str | None = "analyst",
+    secured: str | None = "query:hotspots",
     body: dict[str, Any] | None = None,
     parameters: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
@@ -38,7 +38,7 @@ def _operation(
             "schema": PROBLEM}}}  # fmt: skip
     operation: dict[str, Any] = {"summary": summary, "responses": responses}
     if secured:
-        operation["security"] = [{secured: []}]
+        operation["security"] = [{"oauth2": [secured]}]
     if body is not None:
         operation["requestBody"] = {"required": False, **body}
     if parameters:
@@ -58,7 +58,11 @@ def _upload() -> dict[str, Any]:
     body = {"content": {"application/vnd.placelink.clks": {"schema": {
         "type": "string", "format": "binary"}}}}  # fmt: skip
     operation = _operation(
-        "Submit a signed batch of encodings", ok="201", secured=None, body=body, parameters=headers
+        "Submit a signed batch of encodings",
+        ok="201",
+        secured="submit",
+        body=body,
+        parameters=headers,
     )
     operation["requestBody"]["required"] = True
     operation["responses"]["200"] = {"description": "the same batch was already stored"}
@@ -73,6 +77,29 @@ def _audit_entries() -> dict[str, Any]:
     return operation
 
 
+def _token() -> dict[str, Any]:
+    form = {
+        "type": "object",
+        "required": ["grant_type"],
+        "properties": {
+            "grant_type": {"const": "client_credentials"},
+            "scope": {"type": "string"},
+            "client_id": {"type": "string"},
+            "client_secret": {"type": "string"},
+            "client_assertion_type": {"type": "string"},
+            "client_assertion": {"type": "string"},
+        },
+    }
+    body = {"content": {"application/x-www-form-urlencoded": {"schema": form}}}
+    operation = _operation("OAuth 2.0 token endpoint (client credentials)", secured=None,
+                           body=body)  # fmt: skip
+    operation["requestBody"]["required"] = True
+    for status in ("400", "401"):
+        operation["responses"][status] = {"description": "RFC 6749 error", **_json(
+            {"type": "object", "required": ["error"]})}  # fmt: skip
+    return operation
+
+
 def _paths() -> dict[str, Any]:
     source = {"name": "source", "in": "path", "required": True, "schema": {"type": "string"}}
     link_body = _json({"type": "object", "properties": {
@@ -81,12 +108,14 @@ def _paths() -> dict[str, Any]:
         "/healthz": {"get": _operation("Liveness", secured=None)},
         "/openapi.json": {"get": _operation("This document", secured=None)},
         "/v1/batches": {"post": _upload()},
+        "/v1/oauth/token": {"post": _token()},
         "/v1/policies": {"get": _operation("Policies this service serves")},
         "/v1/policies/{policy_id}/link-runs": {"post": _operation(
-            "Link one key epoch into entities", ok="201", body=link_body,
+            "Link one key epoch into entities", ok="201", body=link_body, secured="admin",
             parameters=[POLICY_ID])},
         "/v1/policies/{policy_id}/links/{source}": {"get": _operation(
-            "One provider's pseudonyms and entities", parameters=[POLICY_ID, source])},
+            "One provider's pseudonyms and entities (the provider's own client only)",
+            secured="links:read", parameters=[POLICY_ID, source])},
         "/v1/policies/{policy_id}/hotspots": {"post": _operation(
             "A disclosure-controlled hot-spot answer (JSON, or CSV with ?format=csv)",
             body=_json({"type": "object"}), parameters=[POLICY_ID])},
@@ -107,7 +136,15 @@ def _paths() -> dict[str, Any]:
 
 def openapi_document() -> dict[str, Any]:
     """The whole document."""
-    bearer = {"type": "http", "scheme": "bearer"}
+    oauth2 = {
+        "type": "oauth2",
+        "description": "client credentials: client secret or private_key_jwt (Ed25519)",
+        "flows": {"clientCredentials": {"tokenUrl": "/v1/oauth/token", "scopes": {
+            "submit": "upload batches as the token's party",
+            "links:read": "read the token's own party's entity links",
+            "query:hotspots": "ask hot-spot queries as the token's party",
+            "admin": "link runs and key revocations"}}},
+    }  # fmt: skip
     problem = {
         "type": "object",
         "required": ["type", "title", "status", "detail"],
@@ -129,6 +166,6 @@ def openapi_document() -> dict[str, Any]:
         "paths": _paths(),
         "components": {
             "schemas": {"Problem": problem},
-            "securitySchemes": {"analyst": bearer, "admin": bearer},
+            "securitySchemes": {"oauth2": oauth2},
         },
     }

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,7 +20,6 @@ if TYPE_CHECKING:
 SECRET_VARIABLE = "PLACELINK_SECRET_PASSPHRASE"  # noqa: S105 (variable names)
 NODE_VARIABLE = "PLACELINK_NODE_PASSPHRASE"
 DPO_VARIABLE = "PLACELINK_DPO_PASSPHRASE"
-ADMIN_TOKEN_VARIABLE = "PLACELINK_ADMIN_TOKEN"  # noqa: S105
 
 
 def _refuse_overwrite(path: Path, force: bool) -> None:
@@ -145,14 +143,26 @@ def _dpo_new(args: argparse.Namespace) -> int:
 
 def _revoke(args: argparse.Namespace) -> int:
     from linkage.revocations import revoke_at_service
+    from placelink.commands.credentials import access_token
 
-    token = os.environ.get(ADMIN_TOKEN_VARIABLE, "")
-    if not token:
-        raise KeyMaterialError(
-            f"{ADMIN_TOKEN_VARIABLE} is not set", fix="export the service's admin token"
-        )
+    token = access_token(args, args.service, scope="admin")
     answer = revoke_at_service(args.service, args.node_key, token=token)
     print(f"revoked {answer['node_key']} at {answer['revoked_at']}; its uploads are refused")
+    return 0
+
+
+def _client_secret(args: argparse.Namespace) -> int:
+    """A new OAuth client secret in a 0600 file; stdout: the hash for the clients file."""
+    from gateway.oauth_client import new_client_secret
+    from keys.keyfiles import write_private_file
+    from linkage.clients import hash_client_secret
+
+    output = Path(args.output)
+    _refuse_overwrite(output, args.force)
+    secret = new_client_secret()
+    write_private_file(output, (secret + "\n").encode())
+    print(f"wrote the client secret to {output}; give it to the client only", file=sys.stderr)
+    print(f'secret_hash: "{hash_client_secret(secret)}"')
     return 0
 
 
@@ -214,7 +224,14 @@ def register(commands: Commands) -> None:
     dpo_new.add_argument("--output", required=True, help="key file to write (mode 0600)")
     _add_write_flags(dpo_new)
     dpo_new.set_defaults(handler=_dpo_new)
+    client = nouns.add_parser("client-secret", help="make an OAuth client secret and its hash")
+    client.add_argument("--output", required=True, help="file for the secret (mode 0600)")
+    client.add_argument("--force", action="store_true", help="overwrite an existing file")
+    client.set_defaults(handler=_client_secret)
     revoke = nouns.add_parser("revoke", help="stop a node key's uploads at once")
     revoke.add_argument("--service", required=True, help="the linkage service's URL")
     revoke.add_argument("--node-key", required=True, help="fingerprint (ed25519:...) to revoke")
+    from placelink.commands.credentials import add_credential_flags
+
+    add_credential_flags(revoke)
     revoke.set_defaults(handler=_revoke)

@@ -7,7 +7,6 @@ and names, and no identifier of the test data is in either log (the search is pr
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,10 +26,11 @@ from policies.audit import entry_hash
 from policies.audit_store import encode_entry
 from policies.model import Policy, dump_policy, parse_policy
 from tests.e2e.test_wire_leak import identifier_values, needles
+from tests.oauth_clients import credentials, gateway_client_id, write_oauth_files
 from tests.policy_keys import enrolled_document, example_trust
 
 pytestmark = pytest.mark.e2e
-ANALYST, ADMIN = "analyst-token-for-the-audit-test", "admin-token-for-the-audit-test"
+ANALYST, ADMIN = "analyst", "admin"  # client ids of tests/oauth_clients.py
 
 
 @dataclass
@@ -63,17 +63,17 @@ def _publish_all(world: World, secret: LinkageSecret) -> None:
             trust=example_trust(),
             epoch=secret.epoch,
             today=dt.date.today(),
+            auth=credentials(
+                world.service.url, gateway_client_id(agency), world.keys[agency]
+            ).headers,
         )
         world.published.setdefault(agency, []).append(made)
 
 
-def _call(world: World, method: str, path: str, token: str, body: Any = None) -> Any:
+def _call(world: World, method: str, path: str, client_id: str, body: Any = None) -> Any:
+    headers = credentials(world.service.url, client_id).headers()
     response = requests.request(
-        method,
-        world.service.url + path,
-        json=body,
-        timeout=300,
-        headers={"Authorization": f"Bearer {token}"},
+        method, world.service.url + path, json=body, timeout=300, headers=headers
     )
     assert response.ok, response.text
     return response
@@ -87,15 +87,18 @@ def _flow(world: World) -> None:
         f"{world.service.url}/v1/batches",
         data=b"not a batch",
         timeout=30,
-        headers={"Content-Type": "application/vnd.placelink.clks"},
+        headers={
+            "Content-Type": "application/vnd.placelink.clks",
+            **credentials(world.service.url, "police-secret").headers(),
+        },
     )
     assert refused.status_code == 422
-    _call(world, "POST", f"/v1/policies/{policy_id}/link-runs", ANALYST)
+    _call(world, "POST", f"/v1/policies/{policy_id}/link-runs", ADMIN)
     for kind in ("trend", "cooccurrence"):
         body = {"kind": kind, "filter": {"min_agencies": 2}}
         _call(world, "POST", f"/v1/policies/{policy_id}/hotspots", ANALYST, body)
     _publish_all(world, rotated(secret))
-    assert _call(world, "POST", f"/v1/policies/{policy_id}/link-runs", ANALYST).json()[
+    assert _call(world, "POST", f"/v1/policies/{policy_id}/link-runs", ADMIN).json()[
         "retired_batches"
     ] == len(world.town.agency_rows)
     police = world.keys[sorted(world.keys)[0]].fingerprint
@@ -116,8 +119,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         policy_paths=[out / "policy.yaml"],
         schema_paths=[default_schema_path()],
         log_path=out / "service.log",
-        token_sha256=[hashlib.sha256(ANALYST.encode()).hexdigest()],
-        admin_token_sha256=[hashlib.sha256(ADMIN.encode()).hexdigest()],
+        **write_oauth_files(out / "oauth", keys).service_kwargs(),
         trusted_dpo_keys=sorted(example_trust().trusted_dpo_keys),
     )
     made = World(town, out, service, keys, parse_policy(document), {}, out / "export.jsonl")

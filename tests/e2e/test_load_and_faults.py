@@ -124,7 +124,7 @@ def test_the_service_rides_out_a_postgres_restart(world: Any) -> None:
     def uploader(share: list[object]) -> None:
         for sub in share:  # the same signed batch is retried until stored: a gateway's job
             while time.monotonic() < deadline:
-                answer = _call(lambda s=sub: bench_load.post_upload(world.url, s, timeout=30))
+                answer = _call(lambda s=sub: bench_load.post_upload(world, s, timeout=30))
                 if seen.add("upload", answer) in (200, 201):
                     break
                 time.sleep(0.2)
@@ -132,7 +132,7 @@ def test_the_service_rides_out_a_postgres_restart(world: Any) -> None:
 
     def reader() -> None:
         while not stop.is_set() and time.monotonic() < deadline:
-            answer = _call(lambda: bench_load.post_hotspots(world.url, world.policy.policy_id))
+            answer = _call(lambda: bench_load.post_hotspots(world))
             seen.add("hotspots", answer)
             time.sleep(0.02)
 
@@ -150,7 +150,7 @@ def test_the_service_rides_out_a_postgres_restart(world: Any) -> None:
     stop.set()
     for thread in threads[2:]:
         thread.join(timeout=60)
-    after = _call(lambda: bench_load.post_hotspots(world.url, world.policy.policy_id))
+    after = _call(lambda: bench_load.post_hotspots(world))
     print(f"restart {restarted - restart_began:.1f} s; answers {len(seen.answers)}, "
           f"503s {sum(1 for a in seen.answers if a[1] == 503)}")  # fmt: skip
     statuses = {status for _, status, _, _ in seen.answers}

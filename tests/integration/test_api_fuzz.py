@@ -1,6 +1,6 @@
 """Schemathesis against each service's own OpenAPI document (``/openapi.json``): the linkage
 service and the gateway node's API. Every operation is called with generated requests (bounded,
-derandomised so CI is stable), with valid tokens so the fuzzing reaches past the token check,
+derandomised so CI is stable), with real tokens so the fuzzing reaches past the token check,
 and every answer must be no server error, a status and content type the document declares, and
 a body of the declared shape (problems as RFC 9457 problem details).
 
@@ -12,7 +12,6 @@ loopback port (a publication is answered 502, as the document declares).
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
 
 import pytest
@@ -38,9 +37,11 @@ from linkage.storage import Store
 from placelink.entities import linked_records
 from tests.hotspot_world import POLICY_ID, trusted_dpo_keys, write_policy
 from tests.node_world import NodeWorld, build_node_world
+from tests.oauth_clients import authority, flask_token
 
-ANALYST = "analyst-token-for-fuzzing-5d1c"
-ADMIN = "admin-token-for-fuzzing-a27b"
+# The OAuth client whose real token each required scope is fuzzed with (tests/oauth_clients.py)
+CLIENT_FOR_SCOPE = {"query:hotspots": "analyst", "admin": "admin", "submit": "police-secret",
+                    "links:read": "police-secret"}  # fmt: skip
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
@@ -72,13 +73,16 @@ def linkage_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flask]:
     app = create_app(
         url,
         [str(policy_path)],
-        [hashlib.sha256(ANALYST.encode()).hexdigest()],
         [str(default_schema_path())],
+        auth=authority({}),
         trusted_dpo_keys=trusted_dpo_keys(),
-        admin_token_sha256=[hashlib.sha256(ADMIN.encode()).hexdigest()],
         audit_log_path=str(folder / "audit.jsonl"),
         service_key=SigningKey.generate(),  # as deployed: the audit checkpoints are signed
     )
+    client = app.test_client()
+    app.config["FUZZ_TOKENS"] = {
+        scope: flask_token(client, client_id) for scope, client_id in CLIENT_FOR_SCOPE.items()
+    }
     yield app
     app.extensions["placelink"].store.engine.dispose()
 
@@ -99,13 +103,13 @@ def test_the_fuzzed_document_is_the_one_the_service_serves(linkage_app: Flask) -
     assert len(list(served.get_all_operations())) >= 10
 
 
-def _scheme(case: Case) -> str:
+def _requirement(case: Case) -> str:
+    """The scope an operation requires (OAuth2), or its security scheme's name (bearer)."""
     security = case.operation.definition.raw.get("security", [])
-    return next(iter(security[0]), "") if security else ""
-
-
-def _token(case: Case) -> str:
-    return ADMIN if _scheme(case) == "admin" else ANALYST
+    if not security:
+        return ""
+    name, scopes = next(iter(security[0].items()))
+    return str(scopes[0]) if scopes else str(name)
 
 
 @schema.parametrize()
@@ -121,7 +125,8 @@ def test_the_linkage_api_never_errors_and_keeps_to_its_document(
 ) -> None:
     if "policy_id" in (case.path_parameters or {}):
         case.path_parameters["policy_id"] = POLICY_ID  # past the policy lookup, into the work
-    headers = {"Authorization": f"Bearer {_token(case)}"}
+    token = linkage_app.config["FUZZ_TOKENS"].get(_requirement(case), "")
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     case.call_and_validate(app=linkage_app, headers=headers, checks=CHECKS)
 
 
@@ -132,7 +137,7 @@ node_schema = schemathesis.openapi.from_dict(node_openapi_document())
 
 @pytest.fixture(scope="module")
 def node(tmp_path_factory: pytest.TempPathFactory) -> NodeWorld:
-    return build_node_world(tmp_path_factory.mktemp("node-fuzz"), people=60, service_token="t")
+    return build_node_world(tmp_path_factory.mktemp("node-fuzz"), people=60)
 
 
 @pytest.fixture(scope="module")
@@ -156,6 +161,6 @@ def test_the_fuzzed_node_document_is_the_one_the_node_serves(node_app: Flask) ->
 def test_the_node_api_never_errors_and_keeps_to_its_document(
     case: Case, node_app: Flask, node: NodeWorld
 ) -> None:
-    token = node.operator_token if _scheme(case) == "operator" else node.staff_token
+    token = node.operator_token if _requirement(case) == "operator" else node.staff_token
     headers = {"Authorization": f"Bearer {token}"}
     case.call_and_validate(app=node_app, headers=headers, checks=NODE_CHECKS)

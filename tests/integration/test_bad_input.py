@@ -40,16 +40,13 @@ from policies.canonical import canonical_json
 from policies.clks import EncodedBatch
 from policies.model import Policy, dump_policy, load_policy
 from tests.conftest import POSTGRES_URL_VARIABLE, _empty_postgres, require
+from tests.oauth_clients import Clock, authority, flask_token, gateway_client_id
 from tests.policy_keys import enrolled_document, example_trust
 
-ANALYST = "analyst-token-bad-input-7f3e"
-ADMIN = "admin-token-bad-input-91ad"
+ANALYST = "analyst"  # OAuth clients of tests/oauth_clients.py: query:hotspots
+ADMIN = "admin"  # admin (link runs, revocations)
 POLICY_ID = "seabrook-task-force"
 AGENCIES = ("police", "health", "school")
-
-
-def _sha(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,6 +85,17 @@ class Live:
     app: Flask
     client: FlaskClient
     stored: Submission
+    clock: Clock
+    tokens: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    def token(self, who: str) -> str:
+        """A real access token of ``who`` (an agency's gateway, or a client id), from the app's
+        own token endpoint, kept for the whole table."""
+        if who not in self.tokens:
+            key = self.world.keys.get(who)
+            client_id = gateway_client_id(who) if key else who
+            self.tokens[who] = flask_token(self.client, client_id, key)
+        return self.tokens[who]
 
     @property
     def service(self) -> LinkageService:
@@ -116,13 +124,13 @@ def live(request: pytest.FixtureRequest, world: World) -> Iterator[Live]:
         url = os.environ.get(POSTGRES_URL_VARIABLE, "")
         require(bool(url), f"PostgreSQL ({POSTGRES_URL_VARIABLE})")
         _empty_postgres(url)
+    clock = Clock()
     app = create_app(
         url,
         [str(world.policy_path)],
-        [_sha(ANALYST)],
         [str(default_schema_path())],
+        auth=authority(world.keys, clock=clock),
         trusted_dpo_keys=sorted(example_trust().trusted_dpo_keys),
-        admin_token_sha256=[_sha(ADMIN)],
     )
     client = app.test_client()
     stored = prepare_submission(
@@ -131,11 +139,12 @@ def live(request: pytest.FixtureRequest, world: World) -> Iterator[Live]:
         policy_hash=world.policy.policy_hash,
         node_key=world.keys["police"],
     )
-    assert _send(client, Request.upload(stored)).status_code == 201
-    run = client.post(f"/v1/policies/{POLICY_ID}/link-runs", headers=_bearer(ANALYST))
+    live = Live(world, app, client, stored, clock)
+    assert _send(live, Request.upload(stored)).status_code == 201
+    run = _send(live, Request.api("POST", f"/v1/policies/{POLICY_ID}/link-runs", who=ADMIN))
     assert run.status_code == 201, run.get_data(as_text=True)
     try:
-        yield Live(world, app, client, stored)
+        yield live
     finally:
         app.extensions["placelink"].store.engine.dispose()
         if request.param == "postgresql":
@@ -147,31 +156,38 @@ def live(request: pytest.FixtureRequest, world: World) -> Iterator[Live]:
 
 @dataclasses.dataclass(frozen=True)
 class Request:
+    """What is sent, and by whom: ``who`` names the caller whose real token goes with it (an
+    agency's gateway or a client id), ``token`` a raw bearer token instead; neither: none."""
+
     method: str
     path: str
     body: bytes = b""
     headers: dict[str, str] = dataclasses.field(default_factory=dict)
+    who: str | None = None
+    token: str | None = None
 
     @classmethod
-    def upload(cls, sub: Submission, body: bytes | None = None, **headers: str) -> Request:
+    def upload(
+        cls, sub: Submission, body: bytes | None = None, *, who: str | None = "", **headers: str
+    ) -> Request:
+        """An upload by the submission's own gateway (``who=None``: with no token at all)."""
+        sender = str(sub.manifest["source"]) if who == "" else who
         merged = {**sub.headers(), **headers}
-        return cls("POST", "/v1/batches", sub.body if body is None else body, merged)
+        return cls("POST", "/v1/batches", sub.body if body is None else body, merged, sender)
 
     @classmethod
-    def analyst(cls, method: str, path: str, body: bytes = b"", token: str | None = ANALYST,
-                content_type: str = "application/json") -> Request:  # fmt: skip
-        headers = {"Content-Type": content_type, **(_bearer(token) if token else {})}
-        return cls(method, path, body, headers)
+    def api(cls, method: str, path: str, body: bytes = b"", *, who: str | None = ANALYST,
+            token: str | None = None) -> Request:  # fmt: skip
+        return cls(method, path, body, {"Content-Type": "application/json"}, who, token)
 
 
-def _bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-def _send(client: FlaskClient, request: Request) -> Any:
-    return client.open(
-        request.path, method=request.method, data=request.body, headers=request.headers
-    )
+def _send(live: Live, request: Request) -> Any:
+    headers = dict(request.headers)
+    token = request.token or (live.token(request.who) if request.who else None)
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    return live.client.open(request.path, method=request.method, data=request.body,
+                            headers=headers)  # fmt: skip
 
 
 def resigned(sub: Submission, key: SigningKey, **changes: Any) -> Request:
@@ -223,6 +239,12 @@ def _revoked_key(live: Live) -> Request:
 def _oversized(live: Live) -> Request:
     live.app.config["MAX_CONTENT_LENGTH"] = 1024  # the real limit is 512 MiB; same code path
     return Request.upload(live.submission())
+
+
+def _expired_token(live: Live) -> Request:
+    live.token(ANALYST)  # issued now ...
+    live.clock.advance(7200)  # ... and presented two hours later
+    return Request.api("POST", HOTSPOTS, b"{}")
 
 
 def _undo_oversized(live: Live) -> None:
@@ -298,9 +320,9 @@ CASES = [
          401, "bad-signature"),
     Case("revoked-key", "a valid batch from a revoked node key", _revoked_key, 403, "forbidden"),
     # (4), (5) policy and party
-    Case("unknown-policy", "a batch naming a policy the service does not hold",
+    Case("unknown-policy", "a batch naming a policy the service does not hold (nor the token)",
          lambda lv: resigned(lv.submission(), lv.world.keys[HEALTH], policy_id="other-policy"),
-         403, "policy-refused"),
+         403, "forbidden"),
     Case("other-policy-version", "a batch bound to another version's hash",
          lambda lv: resigned(lv.submission(), lv.world.keys[HEALTH], policy_hash="0" * 64),
          403, "policy-refused"),
@@ -343,30 +365,37 @@ CASES = [
     Case("timestamp-not-iso", "a created_at that is not a time",
          lambda lv: resigned(lv.submission(), lv.world.keys[HEALTH], created_at="yesterday"),
          422, "invalid-input"),
-    # tokens (bearer digests today; OAuth2 client credentials are coming)
+    # tokens (OAuth2 client credentials: linkage/auth.py)
+    Case("upload-without-token", "a valid batch with no Authorization header",
+         lambda lv: Request.upload(lv.submission(), who=None), 401, "unauthenticated"),
     Case("missing-token", "a link run with no Authorization header",
-         lambda lv: Request.analyst("POST", LINK_RUNS, token=None), 403, "forbidden"),
+         lambda lv: Request.api("POST", LINK_RUNS, who=None), 401, "unauthenticated"),
     Case("unknown-token", "a hot-spot query with a token the service never issued",
-         lambda lv: Request.analyst("POST", HOTSPOTS, b"{}", token="never-issued"),
-         403, "forbidden"),
+         lambda lv: Request.api("POST", HOTSPOTS, b"{}", who=None, token="never.issued.jwt"),
+         401, "unauthenticated"),
+    Case("expired-token", "a hot-spot query with a token 2 hours old",
+         _expired_token, 401, "unauthenticated", undo=lambda lv: lv.clock.advance(-7200)),
+    Case("wrong-scope-token", "a hot-spot query with a gateway's (submit) token",
+         lambda lv: Request.api("POST", HOTSPOTS, b"{}", who=HEALTH), 403, "forbidden"),
     Case("analyst-token-on-admin", "a revocation with an analyst's token (wrong scope)",
-         lambda lv: Request.analyst("POST", "/v1/revocations", token=ANALYST,
-                                    body=b'{"node_key": "ed25519:' + b"0" * 64 + b'"}'),
+         lambda lv: Request.api("POST", "/v1/revocations", who=ANALYST,
+                                body=b'{"node_key": "ed25519:' + b"0" * 64 + b'"}'),
          403, "forbidden"),
-    # OAuth2 rows go here once linkage/auth.py lands: "expired-token" and "wrong-scope-token"
-    # (an uploader's token on the analyst API), each expecting its problem type.
+    Case("upload-as-another-party", "the health gateway's token on the school's batch",
+         lambda lv: Request.upload(lv.submission("school"), who=HEALTH), 403, "forbidden"),
     # JSON endpoints
     Case("link-run-not-json", "a link run whose body is not JSON",
-         lambda lv: Request.analyst("POST", LINK_RUNS, b"{epoch: 1"), 422, "invalid-input"),
+         lambda lv: Request.api("POST", LINK_RUNS, b"{epoch: 1", who=ADMIN),
+         422, "invalid-input"),
     Case("link-run-json-array", "a link run whose body is a JSON array",
-         lambda lv: Request.analyst("POST", LINK_RUNS, b"[1]"), 422, "invalid-input"),
+         lambda lv: Request.api("POST", LINK_RUNS, b"[1]", who=ADMIN), 422, "invalid-input"),
     Case("hotspots-not-json", "a hot-spot query that is not JSON",
-         lambda lv: Request.analyst("POST", HOTSPOTS, b"by=area"), 422, "invalid-input"),
+         lambda lv: Request.api("POST", HOTSPOTS, b"by=area"), 422, "invalid-input"),
     Case("revocation-not-json", "a revocation whose body is not JSON",
-         lambda lv: Request.analyst("POST", "/v1/revocations", b"node_key", token=ADMIN),
+         lambda lv: Request.api("POST", "/v1/revocations", b"node_key", who=ADMIN),
          422, "invalid-input"),
     Case("hotspots-forbidden-grouping", "a hot-spot query grouped by postcode",
-         lambda lv: Request.analyst("POST", HOTSPOTS, b'{"by": "postcode"}'),
+         lambda lv: Request.api("POST", HOTSPOTS, b'{"by": "postcode"}'),
          403, "policy-refused", logged="queries"),
 ]  # fmt: skip
 
@@ -407,7 +436,8 @@ def test_the_table_covers_the_issue_list() -> None:
                 "bad-signature", "missing-signature", "replay-other-content", "wrong-epoch",
                 "wrong-schema-hash", "not-a-party", "missing-token", "unknown-token",
                 "link-run-not-json", "header-lies-record-count", "unknown-policy",
-                "revoked-key", "retired-epoch", "stale-timestamp"}  # fmt: skip
+                "revoked-key", "retired-epoch", "stale-timestamp", "expired-token",
+                "wrong-scope-token"}  # fmt: skip
     assert required <= ids, sorted(required - ids)
 
 
@@ -425,7 +455,7 @@ def _check(live: Live, case: Case, request: Request) -> None:
     engine = live.service.store.engine
     before = snapshot(engine)
     assert before["link_runs"] and before["policies"], "the store must hold data to protect"
-    response = _send(live.client, request)
+    response = _send(live, request)
     assert response.status_code == case.status, response.get_data(as_text=True)
     assert response.mimetype == "application/problem+json"
     body = response.get_json(force=True)

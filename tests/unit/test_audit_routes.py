@@ -5,7 +5,6 @@ endpoints need their tokens."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -18,11 +17,11 @@ from linkage.app import create_app
 from policies.audit import Checkpoint
 from policies.audit_verify import verify_log
 from policies.canonical import canonical_json
+from tests.oauth_clients import authority
 from tests.policy_keys import example_trust
-from tests.unit.test_linkage_app import AUTH, TOKEN_SHA256, Setup, post_batch, setup, submission
+from tests.unit.test_linkage_app import Setup, auth, post_batch, setup, submission
 
 __all__ = ["setup"]  # the module fixture, shared with test_linkage_app
-ADMIN = "admin-token-for-audit-unit-tests"
 SERVICE_KEY = SigningKey.generate()
 
 
@@ -30,13 +29,13 @@ def client_for(tmp_path: Path, setup: Setup, key: SigningKey | None = SERVICE_KE
     app = create_app(
         f"sqlite:///{tmp_path / 'linkage.db'}",
         [str(setup.policy_path)],
-        [TOKEN_SHA256],
         [str(default_schema_path())],
+        auth=authority(setup.keys),
         trusted_dpo_keys=sorted(example_trust().trusted_dpo_keys),
-        admin_token_sha256=[hashlib.sha256(ADMIN.encode()).hexdigest()],
         audit_log_path=str(tmp_path / "audit.jsonl"),
         service_key=key,
     )
+    app.config["TEST_NODE_KEYS"] = setup.keys
     return app.test_client()
 
 
@@ -76,6 +75,7 @@ def test_a_refused_upload_records_only_what_the_service_knows(tmp_path: Path, se
         "Content-Type": "application/vnd.placelink.clks",
         "Placelink-Manifest": b64(canonical_json(claims)),
         "Placelink-Signature": "AA",
+        **auth(client, "police"),
     }
     assert client.post("/v1/batches", data=b"junk", headers=headers).status_code == 422
     (refused,) = entries(tmp_path)
@@ -95,11 +95,11 @@ def test_a_refused_upload_records_only_what_the_service_knows(tmp_path: Path, se
 def test_the_audit_endpoints_need_their_tokens(tmp_path: Path, setup: Setup) -> None:
     client = client_for(tmp_path, setup)
     post_batch(client, submission(setup, "health"))
-    assert client.get("/v1/audit/checkpoints").status_code == 403
-    listed = client.get("/v1/audit/checkpoints", headers=AUTH).get_json()
+    assert client.get("/v1/audit/checkpoints").status_code == 401
+    listed = client.get("/v1/audit/checkpoints", headers=auth(client, "analyst")).get_json()
     assert listed["signer"] == SERVICE_KEY.fingerprint and len(listed["checkpoints"]) == 1
-    assert client.get("/v1/audit/entries", headers=AUTH).status_code == 403  # analysts: no
-    export = client.get("/v1/audit/entries", headers={"Authorization": f"Bearer {ADMIN}"})
+    assert client.get("/v1/audit/entries", headers=auth(client, "analyst")).status_code == 403
+    export = client.get("/v1/audit/entries", headers=auth(client, "admin"))
     assert export.mimetype == "application/x-ndjson"
     lines = export.get_data(as_text=True).splitlines()
     verdict = verify_log(lines, trusted_keys=frozenset({SERVICE_KEY.fingerprint}))
@@ -110,5 +110,5 @@ def test_without_a_service_key_there_are_no_checkpoints(tmp_path: Path, setup: S
     client = client_for(tmp_path, setup, key=None)
     answer = post_batch(client, submission(setup, "school"))
     assert answer.status_code == 201 and "audit_checkpoint" not in answer.get_json()
-    problem = client.get("/v1/audit/checkpoints", headers=AUTH)
+    problem = client.get("/v1/audit/checkpoints", headers=auth(client, "health"))
     assert problem.status_code == 500 and "PLACELINK_SERVICE_KEY" in problem.get_json()["detail"]

@@ -63,7 +63,9 @@ def _publish_all(world: World, secret: LinkageSecret) -> None:
             trust=example_trust(),
             epoch=secret.epoch,
             today=dt.date.today(),
-            auth=credentials(world.service.url, gateway_client_id(agency), world.keys[agency]).headers,
+            auth=credentials(
+                world.service.url, gateway_client_id(agency), world.keys[agency]
+            ).headers,
         )
         world.published.setdefault(agency, []).append(made)
 

@@ -17,8 +17,8 @@ from linkage.app import create_app
 from policies.audit import Checkpoint
 from policies.audit_verify import verify_log
 from policies.canonical import canonical_json
-from tests.policy_keys import example_trust
 from tests.oauth_clients import authority
+from tests.policy_keys import example_trust
 from tests.unit.test_linkage_app import Setup, auth, post_batch, setup, submission
 
 __all__ = ["setup"]  # the module fixture, shared with test_linkage_app

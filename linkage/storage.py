@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from keys.errors import StorageError
 from linkage.hotspots import EntityRecord
+from linkage.migrate import upgrade_to_head
 from linkage.query_log import QueryEntry
 from linkage.tables import (
     Base,
@@ -50,7 +51,9 @@ from policies.clks import EncodedBatch, load_clks
 class Store:
     """All reads and writes of the linkage service go through here."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, migrate: bool = True) -> None:
+        """Open the store; bring its tables to the head migration unless ``migrate`` is False
+        (then ``placelink linkage migrate`` does it; see :mod:`linkage.migrate`)."""
         self.engine: Engine = create_engine(url, future=True)
         if self.engine.dialect.name == "sqlite" and self.engine.url.database not in (
             None,
@@ -58,7 +61,8 @@ class Store:
             ":memory:",
         ):
             event.listen(self.engine, "connect", _sqlite_wal)
-        Base.metadata.create_all(self.engine)
+        if migrate:
+            upgrade_to_head(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self.on_query: list[Callable[[QueryEntry], None]] = []  # the audit log's seam
 

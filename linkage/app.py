@@ -204,12 +204,15 @@ def create_app(
     today: dt.date | None = None,
     admin_token_sha256: list[str] | None = None,
     dask_scheduler: str = "",
+    metrics_token_sha256: list[str] | None = None,
+    migrate_on_start: bool = True,
 ) -> Flask:
     """The app factory: one service over a database, the policies it serves and the linkage
     schemas they pin (uploads under a policy whose schema is not held here are refused).
     Each policy must be approved by DPOs whose keys are in ``trusted_dpo_keys``. Without an
     admin token, the admin endpoints (revocations) refuse everyone. With a Dask scheduler
-    address, link runs compare on that cluster."""
+    address, link runs compare on that cluster. The database is migrated to head first unless
+    ``migrate_on_start`` is False; ``/metrics`` answers the metrics tokens only."""
     trust = PolicyTrust(frozenset(trusted_dpo_keys or ()), allow_unsigned_policies_unsafe)
     day = today or dt.datetime.now(dt.UTC).date()
     policies = [load_trusted_policy(Path(p), trust=trust, today=day) for p in policy_paths]
@@ -219,8 +222,13 @@ def create_app(
         app.logger.warning("allow_unsigned_policies_unsafe is set: DPO approvals are NOT checked")
     app.config["TOKEN_SHA256"] = list(token_sha256)
     app.config["ADMIN_TOKEN_SHA256"] = list(admin_token_sha256 or [])
-    service = LinkageService.create(database_url, policies, schemas, _engine(dask_scheduler))
+    service = LinkageService.create(
+        database_url, policies, schemas, _engine(dask_scheduler), migrate=migrate_on_start
+    )
     app.extensions["placelink"] = service
+    from linkage.ops_routes import install_operations
+
+    install_operations(app, service, metrics_token_sha256=metrics_token_sha256 or [])
     app.extensions["placelink-hotspots"] = HotspotDesk(
         service.store, service.policies, authorise=_hotspot_rules(service)
     )
@@ -241,15 +249,20 @@ def create_app(
 def app_from_environment() -> Flask:
     """Gunicorn entry point: ``gunicorn 'linkage.app:app_from_environment()'``.
 
-    PLACELINK_DATABASE_URL, PLACELINK_POLICIES and PLACELINK_SCHEMAS (paths separated by ':'),
-    PLACELINK_TOKEN_SHA256 and PLACELINK_ADMIN_TOKEN_SHA256 (hex digests separated by ','),
+    PLACELINK_DATABASE_URL (or PLACELINK_DATABASE_URL_FILE), PLACELINK_POLICIES and
+    PLACELINK_SCHEMAS (paths separated by ':'), PLACELINK_TOKEN_SHA256 and
+    PLACELINK_ADMIN_TOKEN_SHA256 (hex digests separated by ','),
     PLACELINK_TRUSTED_DPO_KEYS (DPO key fingerprints separated by ','; missing or empty: no
     policy loads), optionally PLACELINK_DASK_SCHEDULER (a dask.distributed scheduler address
-    for link runs) and, for tests only, PLACELINK_ALLOW_UNSIGNED_POLICIES_UNSAFE=1.
+    for link runs), PLACELINK_METRICS_TOKEN_SHA256 (',' separated), PLACELINK_MIGRATE_ON_START
+    (default 1; 0 leaves migrating to ``placelink linkage migrate``) and, for tests only,
+    PLACELINK_ALLOW_UNSIGNED_POLICIES_UNSAFE=1.
     """
     import os
 
-    url = os.environ.get("PLACELINK_DATABASE_URL", "sqlite:///placelink-linkage.db")
+    from linkage.migrate import database_url_from_environment
+
+    url = database_url_from_environment()
     paths = [p for p in os.environ.get("PLACELINK_POLICIES", "").split(":") if p]
     tokens = [t for t in os.environ.get("PLACELINK_TOKEN_SHA256", "").split(",") if t]
     schemas = [p for p in os.environ.get("PLACELINK_SCHEMAS", "").split(":") if p]
@@ -270,4 +283,8 @@ def app_from_environment() -> Flask:
         allow_unsigned_policies_unsafe=unsafe,
         admin_token_sha256=admins,
         dask_scheduler=os.environ.get("PLACELINK_DASK_SCHEDULER", ""),
+        metrics_token_sha256=[
+            t for t in os.environ.get("PLACELINK_METRICS_TOKEN_SHA256", "").split(",") if t
+        ],
+        migrate_on_start=os.environ.get("PLACELINK_MIGRATE_ON_START", "1") != "0",
     )

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import fcntl
 import importlib
+import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -39,6 +40,7 @@ PRE_MIGRATION_TABLES = frozenset({
 })  # fmt: skip
 _ADVISORY_LOCK = 0x706C_6C6B  # "pllk": one number for every placelink migrator
 DEFAULT_DATABASE_URL = "sqlite:///placelink-linkage.db"
+_log = logging.getLogger("placelink.migrate")
 
 
 def database_url_from_environment() -> str:
@@ -114,6 +116,7 @@ def upgrade_to_head(engine: Engine) -> str:
         if current_revision(connection) is None and _made_before_migrations(connection):
             command.stamp(config, FIRST_REVISION)
         command.upgrade(config, "head")
+    _log.info("database migrated", extra={"revision": head})
     return head
 
 

@@ -43,9 +43,7 @@ def _migrate(args: argparse.Namespace) -> int:
 def register(commands: Commands) -> None:
     linkage = commands.add_parser("linkage", help="the linkage service's jobs (docs/operator.md)")
     verbs = linkage.add_subparsers(dest="verb", required=True)
-    migrate = verbs.add_parser(
-        "migrate", help="bring the service's database to the head migration"
-    )
+    migrate = verbs.add_parser("migrate", help="bring the service's database to the head migration")
     migrate.add_argument(
         "--check", action="store_true", help="only report; exit 1 when not at head"
     )

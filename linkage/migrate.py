@@ -2,8 +2,9 @@
 ``linkage/migrations/versions``, shipped inside the package so an installed service can migrate).
 
 The service brings its database to the head revision when it starts (``Store(url)``), unless
-told not to (``PLACELINK_MIGRATE_ON_START=0``; then ``placelink linkage migrate`` does it and
-``/readyz`` answers 503 until the database is at head). Concurrent starters (gunicorn workers,
+told not to (``PLACELINK_MIGRATE_ON_START=0``; then ``placelink linkage migrate`` does it, and
+the service refuses to start until it has). ``/readyz`` answers 503 while the database is not
+at this code's head (a newer release migrated it, say). Concurrent starters (gunicorn workers,
 several hosts) take a lock first: a PostgreSQL advisory lock held for the migrating transaction,
 or for a SQLite file an exclusive ``flock`` on ``DATABASE.migrate-lock`` beside it.
 
@@ -102,6 +103,18 @@ def current_revision(connection: Connection) -> str | None:
 def is_at_head(engine: Engine) -> bool:
     with engine.connect() as connection:
         return current_revision(connection) == head_revision()
+
+
+def require_head(engine: Engine) -> None:
+    """Refuse a database that is not at the head revision (the service started with
+    PLACELINK_MIGRATE_ON_START=0 before anyone ran the migrations)."""
+    with engine.connect() as connection:
+        revision = current_revision(connection)
+    if revision != head_revision():
+        raise StorageError(
+            f"the database is at {revision or 'no revision'}, not at {head_revision()}",
+            fix="run `placelink linkage migrate` with the same PLACELINK_DATABASE_URL",
+        )
 
 
 def upgrade_to_head(engine: Engine) -> str:

@@ -1,9 +1,8 @@
 """Is the linkage service ready to serve? (``GET /readyz``; ``/healthz`` only says it lives.)
 
 Three checks, each ``ok`` or a reason that names no value: the database answers ``SELECT 1``;
-its tables are at the head migration (a service started with PLACELINK_MIGRATE_ON_START=0
-before ``placelink linkage migrate`` ran, or an older service after a newer one migrated, is
-not ready); and at least one trusted policy is loaded.
+its tables are at this code's head migration (an older release still running after a newer
+one migrated the database is not ready); and at least one trusted policy is loaded.
 """
 
 from __future__ import annotations

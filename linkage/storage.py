@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from keys.errors import StorageError
 from linkage.hotspots import EntityRecord
-from linkage.migrate import upgrade_to_head
+from linkage.migrate import require_head, upgrade_to_head
 from linkage.query_log import QueryEntry
 from linkage.tables import (
     Base,
@@ -52,8 +52,9 @@ class Store:
     """All reads and writes of the linkage service go through here."""
 
     def __init__(self, url: str, *, migrate: bool = True) -> None:
-        """Open the store; bring its tables to the head migration unless ``migrate`` is False
-        (then ``placelink linkage migrate`` does it; see :mod:`linkage.migrate`)."""
+        """Open the store and bring its tables to the head migration; with ``migrate`` False,
+        refuse a database that is not already there (``placelink linkage migrate`` does it;
+        see :mod:`linkage.migrate`)."""
         self.engine: Engine = create_engine(url, future=True)
         if self.engine.dialect.name == "sqlite" and self.engine.url.database not in (
             None,
@@ -63,6 +64,8 @@ class Store:
             event.listen(self.engine, "connect", _sqlite_wal)
         if migrate:
             upgrade_to_head(self.engine)
+        else:
+            require_head(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self.on_query: list[Callable[[QueryEntry], None]] = []  # the audit log's seam
 

@@ -13,6 +13,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, inspect, select, text
 
+from keys.errors import StorageError
 from linkage.migrate import (
     FIRST_REVISION,
     PRE_MIGRATION_TABLES,
@@ -104,17 +105,19 @@ def test_a_foreign_database_with_some_of_our_tables_is_refused(tmp_path: Path) -
     with engine.begin() as connection:
         connection.execute(text("CREATE TABLE policies (x INTEGER)"))
     engine.dispose()
-    from keys.errors import StorageError
-
     with pytest.raises(StorageError, match="no migration history"):
         Store(url)
 
 
-def test_without_migrate_the_store_leaves_the_database_alone(tmp_path: Path) -> None:
-    store = Store(f"sqlite:///{tmp_path / 'new.db'}", migrate=False)
-    assert not is_at_head(store.engine)
-    with store.engine.connect() as connection:
-        assert inspect(connection).get_table_names() == []
+def test_without_migrate_the_store_refuses_an_unmigrated_database(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'new.db'}"
+    with pytest.raises(StorageError, match="placelink linkage migrate"):
+        Store(url, migrate=False)
+    engine = create_engine(url)
+    with engine.connect() as connection:
+        assert inspect(connection).get_table_names() == []  # left alone
+    upgrade_to_head(engine)
+    Store(url, migrate=False)  # at head: opens
 
 
 def _open_store(url: str) -> None:

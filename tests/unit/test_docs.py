@@ -63,6 +63,11 @@ def test_every_endpoint_is_documented(rule: str) -> None:
         "PLACELINK_TRUSTED_DPO_KEYS",
         "PLACELINK_ALLOW_UNSIGNED_POLICIES_UNSAFE",
         "PLACELINK_ADMIN_TOKEN_SHA256",
+        "PLACELINK_DATABASE_URL_FILE",
+        "PLACELINK_METRICS_TOKEN_SHA256",
+        "PLACELINK_MIGRATE_ON_START",
+        "PLACELINK_LOG_LEVEL",
+        "PROMETHEUS_MULTIPROC_DIR",
     ],
 )
 def test_every_setting_is_documented(setting: str) -> None:

@@ -4,7 +4,8 @@ The scrubbing rule is structural, not a search for bad values: a line holds only
 named in ``FIELDS``, each a number or a short token-like string (``_SAFE``); the message is the
 logging call's template with every non-numeric argument replaced by ``<redacted>``; an exception
 is its class name and the frames it passed through, never its message (a database error can
-quote bound parameters). Request bodies, headers and query strings are never passed to a
+quote bound parameters), except a placelink error's message and fix (``detail``), which by
+the house rule never carry a value. Request bodies, headers and query strings are never passed to a
 logger at all (see :mod:`policies.telemetry`). So no identifier, encoding or token reaches a log
 line unless code writes one into a template, which review forbids.
 """
@@ -18,6 +19,8 @@ import re
 import sys
 import traceback
 from typing import Any, TextIO
+
+from keys.errors import PlacelinkError
 
 REDACTED = "<redacted>"
 # The extra fields a log line may carry (``logger.info("...", extra={...})``).
@@ -62,8 +65,10 @@ class JsonLineFormatter(logging.Formatter):
             if name in record.__dict__:
                 line[name] = _safe(record.__dict__[name])
         if record.exc_info and record.exc_info[0] is not None:
-            kind, _, trace = record.exc_info
+            kind, error, trace = record.exc_info
             line["error"] = kind.__name__
+            if isinstance(error, PlacelinkError):  # their messages never carry a value
+                line["detail"] = error.diagnostics()
             line["frames"] = [
                 f"{frame.filename.rsplit('/', 1)[-1]}:{frame.lineno}:{frame.name}"
                 for frame in traceback.extract_tb(trace)
@@ -112,7 +117,9 @@ def logconfig_dict(level: str = "INFO") -> dict[str, Any]:
         "root": {"level": level.upper(), "handlers": ["stderr"]},
         "loggers": {
             "gunicorn.error": quiet,
-            "gunicorn.access": quiet,
+            # gunicorn's access lines (enabled by any logconfig_dict) would hold raw paths:
+            # dropped; the app logs each request itself.
+            "gunicorn.access": {"level": "WARNING", "handlers": [], "propagate": False},
             "alembic": {"level": "WARNING"},  # placelink.migrate says what it migrated
         },
     }

@@ -160,7 +160,7 @@ def _lines(log: bytes) -> list[dict[str, object]]:
 
 
 def test_every_log_line_is_json_with_whitelisted_fields(flow: Flow) -> None:
-    allowed = {"ts", "level", "logger", "pid", "message", "error", "frames", *FIELDS}
+    allowed = {"ts", "level", "logger", "pid", "message", "error", "detail", "frames", *FIELDS}
     lines = _lines(flow.log)  # raises if any line is not JSON
     assert lines
     assert all(set(line) <= allowed for line in lines)

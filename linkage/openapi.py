@@ -71,6 +71,8 @@ def _paths() -> dict[str, Any]:
         "epoch": {"type": "integer"}, "incremental": {"type": "boolean"}}})  # fmt: skip
     return {
         "/healthz": {"get": _operation("Liveness", secured=None)},
+        "/readyz": {"get": _operation("Readiness: database, migrations, policies", secured=None)},
+        "/metrics": {"get": _operation("Prometheus metrics (text format)", secured="metrics")},
         "/openapi.json": {"get": _operation("This document", secured=None)},
         "/v1/batches": {"post": _upload()},
         "/v1/policies": {"get": _operation("Policies this service serves")},
@@ -119,6 +121,6 @@ def openapi_document() -> dict[str, Any]:
         "paths": _paths(),
         "components": {
             "schemas": {"Problem": problem},
-            "securitySchemes": {"analyst": bearer, "admin": bearer},
+            "securitySchemes": {"analyst": bearer, "admin": bearer, "metrics": bearer},
         },
     }

@@ -1,20 +1,23 @@
 """A gateway node's publication: encode the agency's records under the policy, sign, upload.
 
-The node keeps its pseudonym map in its state folder; nothing identifying leaves it.
+The node keeps its pseudonym map in its state folder; nothing identifying leaves it. The batch
+is written to a temporary ``.clks`` file there and uploaded from it in chunks.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from gateway.pipeline import EncodeResult, context_for_policy, encode_csv
 from gateway.pseudonyms import PseudonymMap
-from gateway.submit import prepare_submission, upload
+from gateway.submit import prepare_file_submission, upload
 from keys import LinkageSecret, SigningKey
 from policies.approvals import PolicyTrust, check_approved
+from policies.clks import write_clks
 from policies.decisions import check_upload
 from policies.linkage_schema import LinkageSchema
 from policies.model import Policy
@@ -77,10 +80,15 @@ def publish(
         fields=[f.name for f in result.batch.fields],
         attributes=result.batch.attribute_names,
     )
-    submission = prepare_submission(
-        result.batch, source=config.source, policy_hash=policy.policy_hash, node_key=node_key
-    )
-    response = upload(submission, config.service_url)
     config.state_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=config.state_dir) as folder:
+        body = Path(folder) / "batch.clks"  # streamed from disk, chunk by chunk
+        with body.open("wb") as file:
+            write_clks(result.batch, file)
+        submission = prepare_file_submission(
+            body, source=config.source, policy_hash=policy.policy_hash, node_key=node_key
+        )
+        response = upload(submission, config.service_url)
+        sent = submission.body_length
     pseudonyms.save(ids_path)
-    return Publication(result=result, response=response, bytes_sent=len(submission.body))
+    return Publication(result=result, response=response, bytes_sent=sent)

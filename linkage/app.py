@@ -229,6 +229,9 @@ def create_app(
     from linkage.hotspot_routes import hotspot_api
 
     app.register_blueprint(hotspot_api)
+    from linkage.upload_routes import uploads_api
+
+    app.register_blueprint(uploads_api)
     app.register_blueprint(dashboard)
     app.register_error_handler(PlacelinkError, _handle)
     app.register_error_handler(404, lambda e: problem(404, "not-found", "no such endpoint"))

@@ -10,6 +10,7 @@ import pytest
 from linkage.app import api
 from linkage.dashboard import dashboard
 from linkage.hotspot_routes import hotspot_api
+from linkage.upload_routes import uploads_api
 from placelink.cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,7 +38,7 @@ def _rules() -> list[str]:
     from flask import Flask
 
     app = Flask("probe")
-    blueprints = (api, hotspot_api, dashboard)
+    blueprints = (api, hotspot_api, dashboard, uploads_api)
     for blueprint in blueprints:
         app.register_blueprint(blueprint)
     return [

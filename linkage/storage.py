@@ -121,8 +121,9 @@ class Store:
             session.add(_batch_row(manifest))
             session.flush()
             for block in blocks:
-                if len(block):
-                    session.execute(insert(RecordRow), _record_rows(manifest, block))
+                if len(block):  # Core, not the ORM's bulk path: a third of the time
+                    rows = _record_rows(manifest, block)
+                    session.connection().execute(insert(RecordRow.__table__), rows)
                 stored += len(block)
             mark_committed(session, str(manifest["batch_id"]))
         return stored

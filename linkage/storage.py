@@ -123,7 +123,7 @@ class Store:
             for block in blocks:
                 if len(block):  # Core, not the ORM's bulk path: a third of the time
                     rows = _record_rows(manifest, block)
-                    session.connection().execute(insert(RecordRow.__table__), rows)
+                    session.connection().execute(insert(RecordRow), rows)
                 stored += len(block)
             mark_committed(session, str(manifest["batch_id"]))
         return stored

@@ -18,6 +18,7 @@ When an upload is opened (and (3)-(6) again at its commit):
 While chunks arrive:
 (8) a chunk names an open upload and carries its signature, is a .clks payload, starts at the
     offset received so far and stays within the declared length; it is stored whole or not
+    (linkage.upload_chunks)
 At commit, the body read back from the stored chunks block by block, never whole:
 (9) every byte declared arrived, and the body's SHA-256 is the one the manifest signed
 (10) the body parses; its schema hash, policy id and version, epoch and record count agree
@@ -40,19 +41,16 @@ import binascii
 import contextlib
 import datetime as dt
 import hashlib
-import hmac
 import io
 import json
-import tempfile
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import Any
 
 from keys import fingerprint, verify_signature
 from keys.errors import AccessError, InputError, KeyMaterialError, PolicyError, StorageError
 from linkage.storage import Store
 from linkage.tables import UploadRow
 from linkage.upload_storage import (
-    PIECE_BYTES,
     UPLOAD_TTL,
     OffsetConflict,
     StoreConflict,
@@ -83,14 +81,7 @@ MANIFEST_KEYS = (
     "nonce",
     "node_key",
 )
-__all__ = [
-    "UPLOAD_TTL",
-    "accept_batch",
-    "commit_upload",
-    "open_upload",
-    "receive_chunk",
-    "upload_session",
-]
+__all__ = ["UPLOAD_TTL", "accept_batch", "commit_upload", "open_upload"]
 
 
 class ReplayError(AccessError):
@@ -116,7 +107,7 @@ class UploadStatus:
     resumed: bool = False
 
 
-def _b64(text: str) -> bytes:
+def b64decode(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
@@ -130,8 +121,8 @@ def decode_manifest(
             fix="submit batches with the placelink gateway",
         )
     try:
-        manifest = json.loads(_b64(manifest_b64))
-        signature = _b64(signature_b64)
+        manifest = json.loads(b64decode(manifest_b64))
+        signature = b64decode(signature_b64)
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise InputError(
             "the manifest or signature header is not valid base64url JSON",
@@ -142,7 +133,25 @@ def decode_manifest(
             "the manifest lacks a required key",
             fix=f"a manifest carries {', '.join(MANIFEST_KEYS)}",
         )
+    _check_manifest_types(manifest)
     return manifest, canonical_json(manifest), signature
+
+
+def _check_manifest_types(manifest: dict[str, Any]) -> None:
+    """(2) the keys the service stores and counts with have the shape its tables hold."""
+    for key in ("epoch", "record_count"):
+        value = manifest[key]
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise InputError(
+                f"the manifest's {key} is not a whole number", fix="submit with the gateway"
+            )
+    for key, longest in (("batch_id", 36), ("nonce", 64), ("source", 100)):
+        value = manifest[key]
+        if not isinstance(value, str) or not 0 < len(value) <= longest:
+            raise InputError(
+                f"the manifest's {key} is not a string of 1 to {longest} characters",
+                fix="submit with the gateway",
+            )
 
 
 def _check_policy(manifest: dict[str, Any], policy: Policy | None, now: dt.datetime) -> Policy:
@@ -185,10 +194,7 @@ def _check_signed(
         raise KeyMaterialError("signature verification failed", fix="use the gateway") from None
     _check_not_revoked(manifest, store)
     checked = _check_policy(manifest, policy, now)
-    epoch = manifest["epoch"]
-    if not isinstance(epoch, int) or isinstance(epoch, bool):
-        raise InputError("the manifest's epoch is not an integer", fix="use the gateway")
-    _check_epoch(str(manifest["policy_id"]), epoch, store)
+    _check_epoch(str(manifest["policy_id"]), int(manifest["epoch"]), store)
     return checked
 
 
@@ -286,7 +292,7 @@ def _check_epoch(policy_id: str, epoch: int, store: Store) -> None:
         )
 
 
-def _check_length(length: int | None, limit: int) -> int:
+def check_length(length: int | None, limit: int) -> int:
     """(1)"""
     if length is None or length <= 0:
         raise InputError(
@@ -314,7 +320,7 @@ def open_upload(
 ) -> UploadStatus:
     """Checks (1) to (7); a new session at offset 0, the unfinished one this opening already
     made (resumed), or the answer that the batch is already stored."""
-    declared = _check_length(length, MAX_BODY_BYTES)
+    declared = check_length(length, MAX_BODY_BYTES)
     manifest, signed, signature = decode_manifest(manifest_b64, signature_b64)
     _check_signed(manifest, signed, signature, store, policies.get(str(manifest["policy_id"])), now)
     assert signature_b64 is not None  # decode_manifest refuses a missing one
@@ -348,64 +354,6 @@ def _find_session(store: Store, manifest: dict[str, Any], length: int) -> Upload
     return UploadStatus(batch_id, int(session.received), length, records, False, resumed=True)
 
 
-def upload_session(store: Store, batch_id: str, signature_b64: str | None) -> UploadRow:
-    """(8) the open upload of this batch id, to a caller holding its signature."""
-    session = store.uploads.find(batch_id)
-    if session is None:
-        raise InputError(
-            "no upload is open under this batch id (never opened, refused, or expired)",
-            fix="open it again with POST /v1/uploads",
-        )
-    try:
-        matches = hmac.compare_digest(_b64(signature_b64 or ""), _b64(session.signature))
-    except (ValueError, binascii.Error):
-        matches = False
-    if not signature_b64 or not matches:
-        raise AccessError(
-            "the request does not carry the upload's signature",
-            fix="send the Placelink-Signature header of the upload with every request",
-        )
-    return session
-
-
-def receive_chunk(
-    *,
-    store: Store,
-    session: UploadRow,
-    content_type: str | None,
-    offset: int | None,
-    length: int | None,
-    stream: IO[bytes],
-) -> int:
-    """(8) spool the chunk (to disk past PIECE_BYTES), then store it whole in one transaction;
-    the new offset. A chunk cut short stores nothing."""
-    check_content_type(content_type)
-    if session.committed:
-        return int(session.length)
-    if offset is None or length is None:
-        raise InputError(
-            "a chunk needs the Upload-Offset and Content-Length headers",
-            fix="send the chunk with the placelink gateway",
-        )
-    _check_length(length, MAX_REQUEST_BYTES)
-    if offset != session.received:
-        raise OffsetConflict(
-            "the chunk does not start where the upload stands",
-            fix="ask the upload's offset (GET /v1/uploads/<batch_id>) and resume there",
-        )
-    with tempfile.SpooledTemporaryFile(max_size=PIECE_BYTES) as spool:
-        got = 0
-        while got < length and (piece := stream.read(min(PIECE_BYTES, length - got))):
-            got += spool.write(piece)
-        if got != length:
-            raise InputError(
-                "the chunk was cut short; nothing of it was stored",
-                fix="ask the upload's offset and resume there",
-            )
-        spool.seek(0)
-        return store.uploads.append(session.batch_id, offset, spool, length)
-
-
 def commit_upload(
     *,
     store: Store,
@@ -427,7 +375,7 @@ def commit_upload(
         )
     body = store.uploads.body(session)
     try:
-        _check_signed(manifest, canonical_json(manifest), _b64(session.signature), store,
+        _check_signed(manifest, canonical_json(manifest), b64decode(session.signature), store,
                       policies.get(str(manifest["policy_id"])), now)  # fmt: skip
         policy = policies[str(manifest["policy_id"])]
         head = _check_header(manifest, body, policy, schemas)
@@ -468,7 +416,7 @@ def accept_batch(
     """A whole batch in one request: the checklist above, as an upload of one chunk committed
     at once; raise a placelink error at the first failed check."""
     check_content_type(content_type)
-    _check_length(len(body), MAX_REQUEST_BYTES)
+    check_length(len(body), MAX_REQUEST_BYTES)
     status = open_upload(
         store=store, policies=policies, manifest_b64=manifest_b64,
         signature_b64=signature_b64, length=len(body), now=now,
@@ -480,7 +428,9 @@ def accept_batch(
         store.uploads.append(status.batch_id, status.offset, io.BytesIO(rest), len(rest))
     except OffsetConflict:
         pass  # the racing request sent the body: commit it (stored once, then already stored)
-    session = upload_session(store, status.batch_id, signature_b64)
+    session = store.uploads.find(status.batch_id)
+    if session is None:  # refused and deleted by a racing identical request's commit
+        raise _nonce_replay()
     return commit_upload(
         store=store, policies=policies, schemas=schemas, session=session, now=now,
         recorder=recorder,

@@ -15,13 +15,8 @@ from flask import Blueprint, Response, jsonify, request
 
 from keys.errors import InputError
 from linkage.app import _service, problem
-from linkage.intake import (
-    UploadStatus,
-    commit_upload,
-    open_upload,
-    receive_chunk,
-    upload_session,
-)
+from linkage.intake import UploadStatus, commit_upload, open_upload
+from linkage.upload_chunks import receive_chunk, upload_session
 from linkage.upload_storage import OffsetConflict
 
 uploads_api = Blueprint("uploads_api", __name__)

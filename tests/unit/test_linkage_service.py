@@ -246,6 +246,16 @@ BAD_UPLOADS: list[tuple[str, Case, type[PlacelinkError]]] = [
     ),
     ("manifest-a-list", lambda w, _: upload_of(housing(w), manifest_b64=b64(b"[1]")), InputError),
     (
+        "manifest-record-count-not-a-number",
+        lambda w, _: resigned(housing(w), w.keys[HOUSING], record_count="many"),
+        InputError,
+    ),
+    (
+        "manifest-batch-id-too-long",
+        lambda w, _: resigned(housing(w), w.keys[HOUSING], batch_id="b" * 37),
+        InputError,
+    ),
+    (
         "manifest-missing-nonce",
         lambda w, _: resigned(housing(w), w.keys[HOUSING], drop="nonce"),
         InputError,

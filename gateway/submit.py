@@ -44,6 +44,7 @@ CHUNK_BYTES = 8 * 1024 * 1024
 RETRIES = 6  # consecutive failed requests before giving up
 BACKOFF_SECONDS = 0.5  # doubled after each failure, at most MAX_BACKOFF_SECONDS
 MAX_BACKOFF_SECONDS = 8.0
+COMMIT_SECONDS = 900.0  # the commit parses and stores every record: a minute or two per 1M
 _TRANSIENT = (502, 503, 504)
 
 
@@ -149,10 +150,9 @@ class _Client:
 
     def call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         """One request; a transient failure raises _Transient, a refusal a placelink error."""
+        kwargs.setdefault("timeout", self.timeout)
         try:
-            response = self.http.request(
-                method, f"{self.service_url.rstrip('/')}{path}", timeout=self.timeout, **kwargs
-            )
+            response = self.http.request(method, f"{self.service_url.rstrip('/')}{path}", **kwargs)
         except requests.RequestException as exc:
             raise _Transient(type(exc).__name__) from None
         if response.status_code in _TRANSIENT:
@@ -233,7 +233,8 @@ class _Retrying:
         if status["already_stored"]:
             return {"batch_id": status["batch_id"], "records": status["records"],
                     "already_stored": True}  # fmt: skip
-        return self._until_ok("POST", f"{path}/commit", headers=signed)
+        wait = (self.client.timeout, max(self.client.timeout, COMMIT_SECONDS))
+        return self._until_ok("POST", f"{path}/commit", headers=signed, timeout=wait)
 
     def _send_chunk(self, path: str, signed: dict[str, str], offset: int, size: int) -> int:
         """Send one chunk at ``offset``; after a failure or an offset conflict, the offset the

@@ -323,7 +323,7 @@ def open_upload(
     declared = check_length(length, MAX_BODY_BYTES)
     manifest, signed, signature = decode_manifest(manifest_b64, signature_b64)
     _check_signed(manifest, signed, signature, store, policies.get(str(manifest["policy_id"])), now)
-    assert signature_b64 is not None  # decode_manifest refuses a missing one
+    canonical = base64.urlsafe_b64encode(signature).decode("ascii").rstrip("=")
     for _ in range(2):  # a second look, when an identical opening raced this one
         status = _find_session(store, manifest, declared)
         if status is not None:
@@ -332,7 +332,7 @@ def open_upload(
         if not _nonce_seen(manifest, store):
             store.uploads.expire(now=now)
             with contextlib.suppress(StoreConflict):
-                store.uploads.open(manifest, signature_b64, declared, now=now)
+                store.uploads.open(manifest, canonical, declared, now=now)
                 records = int(manifest["record_count"])
                 return UploadStatus(str(manifest["batch_id"]), 0, declared, records, False)
     raise _nonce_replay()

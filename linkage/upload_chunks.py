@@ -61,6 +61,11 @@ def receive_chunk(
             fix="send the chunk with the placelink gateway",
         )
     check_length(length, MAX_REQUEST_BYTES)
+    if offset + length > session.length:
+        raise InputError(
+            "the chunk goes past the upload's declared length",
+            fix="send the .clks the upload was opened for, or open a new upload",
+        )
     if offset != session.received:
         raise OffsetConflict(
             "the chunk does not start where the upload stands",

@@ -70,8 +70,8 @@ def test_chunks_must_follow_on_and_one_cut_short_stores_nothing(
         chunk(service, sub, 0, sub.body[:half])  # sent again: refused, not stored twice
     with pytest.raises(InputError, match="cut short"):
         chunk(service, sub, half, sub.body[half : half + 10], length=100)
-    with pytest.raises(OffsetConflict):
-        chunk(service, sub, half, sub.body[half:] + b"extra")  # past the declared length
+    with pytest.raises(InputError, match="past the upload's declared length"):
+        chunk(service, sub, half, sub.body[half:] + b"extra")
     with pytest.raises(InputError, match="not complete"):
         commit(service, sub)
     resumed = opened(service, sub, NOW + dt.timedelta(hours=2))  # no freshness check: resumed

@@ -39,6 +39,7 @@ class Publication:
     result: EncodeResult
     response: dict[str, Any]
     bytes_sent: int
+    batch_id: str = ""
 
 
 def pseudonym_map_path(config: NodeConfig, epoch: int) -> Path:
@@ -46,6 +47,13 @@ def pseudonym_map_path(config: NodeConfig, epoch: int) -> Path:
     service cannot join an epoch's records to the next one's."""
     name = f"{config.source}.ids" if epoch == 0 else f"{config.source}.epoch{epoch}.ids"
     return config.state_dir / name
+
+
+def pseudonym_map_paths(config: NodeConfig) -> list[Path]:
+    """Every epoch's pseudonym map the node holds (the service may still answer with an
+    earlier epoch's pseudonyms until a link run of the new epoch)."""
+    found = [pseudonym_map_path(config, 0), *config.state_dir.glob(f"{config.source}.epoch*.ids")]
+    return [path for path in found if path.is_file()]
 
 
 def publish(
@@ -91,4 +99,9 @@ def publish(
         response = upload(submission, config.service_url)
         sent = submission.body_length
     pseudonyms.save(ids_path)
-    return Publication(result=result, response=response, bytes_sent=sent)
+    return Publication(
+        result=result,
+        response=response,
+        bytes_sent=sent,
+        batch_id=str(submission.manifest["batch_id"]),
+    )

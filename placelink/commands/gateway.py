@@ -1,6 +1,8 @@
-"""``placelink gateway check | publish``: an agency node's jobs. ``check`` reports per-field
-validity of an extract before anything is encoded; ``publish`` is one node's encode, sign and
-upload, in one command.
+"""``placelink gateway check | publish | serve``: an agency node's jobs. ``check`` reports
+per-field validity of an extract before anything is encoded; ``publish`` is one node's encode,
+sign and upload, in one command; ``serve`` runs the node's own API (gateway/app.py) under
+gunicorn. ``publish`` takes the node's publication lock and writes the node's publication log,
+as the API does, so the two never publish at once and the API lists both.
 
 Run it on the schedule, and again right after a key rotation (with the new epoch's secret
 file): the key file names its epoch, so re-encoding and re-publishing under the new epoch is
@@ -15,15 +17,20 @@ import argparse
 import datetime as dt
 import json
 import os
+import sys
 from pathlib import Path
 
 from placelink.commands import Commands
 
 TRUST_VARIABLE = "PLACELINK_TRUSTED_DPO_KEYS"
+NODE_API_BIND = "127.0.0.1:8090"  # local to the agency by default
+# Never log query strings or headers: they may carry tokens or record IDs.
+ACCESS_LOG_FORMAT = '%(h)s "%(m)s %(U)s" %(s)s %(B)s %(M)sms'
 
 
 def _publish(args: argparse.Namespace) -> int:
     from gateway.node import NodeConfig, publish
+    from gateway.publications import publish_and_record
     from gateway.schema import default_schema
     from keys import load_signing_key, passphrase_from_environment, read_secret
     from policies.approvals import PolicyTrust
@@ -42,19 +49,46 @@ def _publish(args: argparse.Namespace) -> int:
     config = NodeConfig(
         args.source, Path(args.input), Path(args.mapping), Path(args.state), args.service
     )
-    publication = publish(
-        config,
-        policy=load_policy(Path(args.policy)),
-        schema=load_schema(Path(args.schema)) if args.schema else default_schema(),
-        secret=secret,
-        node_key=node_key,
-        epoch=secret.epoch,
-        today=dt.date.today(),
-        trust=PolicyTrust(_trusted_dpo_keys()),
+    record, error = publish_and_record(
+        lambda: publish(
+            config,
+            policy=load_policy(Path(args.policy)),
+            schema=load_schema(Path(args.schema)) if args.schema else default_schema(),
+            secret=secret,
+            node_key=node_key,
+            epoch=secret.epoch,
+            today=dt.date.today(),
+            trust=PolicyTrust(_trusted_dpo_keys()),
+        ),
+        state_dir=config.state_dir,
+        trigger="cli",
+        requested_by="cli",
     )
-    batch = publication.result.batch
-    print(f"published {len(batch)} records of {args.source} under epoch {batch.epoch}")
+    if error is not None:
+        raise error
+    print(f"published {record.records} records of {args.source} under epoch {record.epoch}")
     return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    """Check the node's settings and material here (a clear error, exit 1), then become
+    gunicorn serving the node API (so a service manager's signals reach gunicorn)."""
+    from gateway.node_settings import load_material, settings_from_environment
+    from keys.errors import ConfigError
+
+    load_material(settings_from_environment(os.environ), today=dt.date.today())
+    bind = args.bind or os.environ.get("PLACELINK_BIND", NODE_API_BIND)
+    workers = args.workers or os.environ.get("PLACELINK_WORKERS", "2")
+    if not str(workers).isdigit() or int(workers) < 1:
+        raise ConfigError("the worker count is not a positive number", fix="use --workers N")
+    command = [
+        sys.executable, "-m", "gunicorn", "--bind", bind, "--workers", str(workers),
+        "--worker-class", "gthread", "--threads", "4", "--timeout", "600",
+        "--access-logfile", "-", "--access-logformat", ACCESS_LOG_FORMAT, "--error-logfile", "-",
+        "gateway.app:app_from_environment()",
+    ]  # fmt: skip
+    print(f"serving the gateway node API on {bind}", file=sys.stderr, flush=True)
+    os.execv(sys.executable, command)  # noqa: S606 (our own interpreter, fixed arguments)
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -108,6 +142,14 @@ def register(commands: Commands) -> None:
     add("--schema", help="linkage schema YAML (default: the shipped one)")
     add("--unencrypted-unsafe", action="store_true", help="accept an unencrypted node key")
     publish.set_defaults(handler=_publish)
+
+    serve = verbs.add_parser(
+        "serve", help="run the node's own API under gunicorn (PLACELINK_NODE_* settings)"
+    )
+    add = serve.add_argument
+    add("--bind", help=f"address (default: PLACELINK_BIND, else {NODE_API_BIND})")
+    add("--workers", type=int, help="gunicorn workers (default: PLACELINK_WORKERS, else 2)")
+    serve.set_defaults(handler=_serve)
 
     check = verbs.add_parser(
         "check", help="per-field validity rates of a CSV through its mapping (encodes nothing)"

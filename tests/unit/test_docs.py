@@ -77,3 +77,40 @@ def test_readme_opens_with_the_two_commands() -> None:
         "pip install -e '.[dev]' && python -m pytest",
     ]
     assert "pip install -e '.[dev]' && python -m pytest" in (ROOT / ".ci" / "run").read_text()
+
+
+def _node_settings() -> list[str]:
+    """Every PLACELINK_* variable the node API's code or its gunicorn config reads."""
+    import re
+
+    sources = ["gateway/node_settings.py", "gateway/staff_access.py",
+               "deploy/gateway.gunicorn.conf.py"]  # fmt: skip
+    text = "".join((ROOT / p).read_text(encoding="utf-8") for p in sources)
+    found = set(re.findall(r"PLACELINK_[A-Z0-9_]*[A-Z0-9]", text)) - {"PLACELINK_NODE"}
+    return sorted(found | {f"{name}_FILE" for name in found if name.endswith("_PASSPHRASE")})
+
+
+@pytest.mark.parametrize("setting", _node_settings())
+def test_every_node_setting_is_documented(setting: str) -> None:
+    assert f"`{setting}`" in (ROOT / "docs" / "agency-it.md").read_text(encoding="utf-8")
+
+
+def _node_endpoints() -> list[str]:
+    from flask import Flask
+
+    from gateway.app import node_api
+
+    app = Flask("probe")
+    app.register_blueprint(node_api)
+    return sorted(
+        f"{method} {rule.rule}"
+        for rule in app.url_map.iter_rules()
+        if rule.endpoint.startswith("node_api.")
+        for method in rule.methods or ()
+        if method not in ("HEAD", "OPTIONS")
+    )
+
+
+@pytest.mark.parametrize("endpoint", _node_endpoints())
+def test_every_node_endpoint_is_documented(endpoint: str) -> None:
+    assert f"`{endpoint}`" in (ROOT / "docs" / "agency-it.md").read_text(encoding="utf-8")

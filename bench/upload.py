@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))  # tests.policy_keys: the policy and its enrolment
 from gateway.pipeline import context_for_policy, encode_csv  # noqa: E402
 from gateway.pseudonyms import PseudonymMap  # noqa: E402
 from gateway.schema import default_schema, default_schema_path  # noqa: E402
-from gateway.submit import prepare_file_submission, upload  # noqa: E402
+from gateway.submit import Submission, prepare_file_submission, upload  # noqa: E402
 from keys import SigningKey, new_secret  # noqa: E402
 from linkage.server import start_service  # noqa: E402
 from linkage.storage import Store  # noqa: E402
@@ -122,51 +122,61 @@ def main() -> int:
                         help="store in PLACELINK_TEST_POSTGRES_URL instead of SQLite")  # fmt: skip
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
+    url = os.environ.get("PLACELINK_TEST_POSTGRES_URL", "") if args.postgres else ""
+    if args.postgres and not url:
+        print("--postgres needs PLACELINK_TEST_POSTGRES_URL", file=sys.stderr)
+        return 2
     with tempfile.TemporaryDirectory(prefix="placelink-bench-") as tmp:
-        folder = Path(tmp)
-        node = SigningKey.generate()
-        dpos = {name: SigningKey.generate() for name in set(EXAMPLE_DPOS.values())}
-        document = enrolled_document({SOURCE: node}, today=dt.date.today(), dpo_keys=dpos)
-        dump_policy(document, folder / "policy.yaml")
-        policy = parse_policy(document)
-        started = time.perf_counter()
-        write_body(folder / "batch.clks", template(folder, folder / "policy.yaml"),
-                   args.records, args.seed)  # fmt: skip
-        size = (folder / "batch.clks").stat().st_size
-        sub = prepare_file_submission(folder / "batch.clks", source=SOURCE,
-                                      policy_hash=policy.policy_hash, node_key=node)  # fmt: skip
-        print(f"wrote and signed {args.records:,} records ({size / 1e6:.0f} MB) in "
-              f"{time.perf_counter() - started:.1f} s", file=sys.stderr)  # fmt: skip
-        url = os.environ.get("PLACELINK_TEST_POSTGRES_URL", "") if args.postgres else ""
-        if args.postgres and not url:
-            print("--postgres needs PLACELINK_TEST_POSTGRES_URL", file=sys.stderr)
-            return 2
-        if url:
-            from tests.conftest import _empty_postgres
+        measure(Path(tmp), args, url)
+    return 0
 
-            _empty_postgres(url)
-        url = url or f"sqlite:///{folder / 'linkage.db'}"
-        service = start_service(
-            database_url=url, policy_paths=[folder / "policy.yaml"],
-            schema_paths=[default_schema_path()], token_sha256=[],
-            log_path=folder / "service.log",
-            trusted_dpo_keys=sorted(k.fingerprint for k in dpos.values()),
-        )  # fmt: skip
-        try:
-            worker = worker_pid(service.process.pid)
-            server_before = peak_mib(worker)[1]
-            reset_peak(worker)
-            reset_peak("self")
-            client_before = peak_mib("self")[1]
-            started = time.perf_counter()
-            answer = upload(sub, service.url, chunk_bytes=args.chunk_mib << 20, timeout=900)
-            elapsed = time.perf_counter() - started
-            server_peak, client_peak = peak_mib(worker)[0], peak_mib("self")[0]
-        finally:
-            service.stop()
-        store = Store(url)
-        stored = len(store.batch_body(answer["batch_id"]))
-        store.engine.dispose()
+
+def signed_batch(folder: Path, records: int, seed: int) -> tuple[Submission, list[str]]:
+    """The batch file, signed by a fresh node key enrolled in a policy signed by fresh DPO
+    keys; and those DPO keys' fingerprints (the service's trust list)."""
+    node = SigningKey.generate()
+    dpos = {name: SigningKey.generate() for name in set(EXAMPLE_DPOS.values())}
+    document = enrolled_document({SOURCE: node}, today=dt.date.today(), dpo_keys=dpos)
+    dump_policy(document, folder / "policy.yaml")
+    policy = parse_policy(document)
+    started = time.perf_counter()
+    write_body(folder / "batch.clks", template(folder, folder / "policy.yaml"), records, seed)
+    sub = prepare_file_submission(folder / "batch.clks", source=SOURCE,
+                                  policy_hash=policy.policy_hash, node_key=node)  # fmt: skip
+    print(f"wrote and signed {records:,} records ({sub.body_length / 1e6:.0f} MB) in "
+          f"{time.perf_counter() - started:.1f} s", file=sys.stderr)  # fmt: skip
+    return sub, sorted(k.fingerprint for k in dpos.values())
+
+
+def measure(folder: Path, args: argparse.Namespace, url: str) -> None:
+    """Make, sign and upload the batch; print the figures."""
+    sub, trusted = signed_batch(folder, args.records, args.seed)
+    size = sub.body_length
+    if url:
+        from tests.conftest import _empty_postgres
+
+        _empty_postgres(url)
+    url = url or f"sqlite:///{folder / 'linkage.db'}"
+    service = start_service(
+        database_url=url, policy_paths=[folder / "policy.yaml"],
+        schema_paths=[default_schema_path()], token_sha256=[],
+        log_path=folder / "service.log", trusted_dpo_keys=trusted,
+    )  # fmt: skip
+    try:
+        worker = worker_pid(service.process.pid)
+        server_before = peak_mib(worker)[1]
+        reset_peak(worker)
+        reset_peak("self")
+        client_before = peak_mib("self")[1]
+        started = time.perf_counter()
+        answer = upload(sub, service.url, chunk_bytes=args.chunk_mib << 20, timeout=900)
+        elapsed = time.perf_counter() - started
+        server_peak, client_peak = peak_mib(worker)[0], peak_mib("self")[0]
+    finally:
+        service.stop()
+    store = Store(url)
+    stored = len(store.batch_body(answer["batch_id"]))
+    store.engine.dispose()
     assert answer["records"] == args.records and stored == size, (answer, stored, size)
     backend = "PostgreSQL" if args.postgres else "SQLite"
     print(
@@ -177,7 +187,6 @@ def main() -> int:
     print(f"peak RSS (VmHWM, reset before the upload): client {client_peak:.0f} MiB "
           f"(RSS {client_before:.0f} MiB before), gunicorn worker {server_peak:.0f} MiB "
           f"(RSS {server_before:.0f} MiB before)")  # fmt: skip
-    return 0
 
 
 if __name__ == "__main__":

@@ -239,6 +239,24 @@ def _check_header(
     return head
 
 
+def _check_released(
+    manifest: dict[str, Any],
+    body: StoredBody,
+    policy: Policy,
+    schemas: dict[str, LinkageSchema],
+    recorder: DecisionRecorder | None,
+) -> None:
+    """(9), (10) and (11)."""
+    head = _check_header(manifest, body, policy, schemas)
+    check_upload(
+        policy,
+        party=str(manifest["source"]),
+        fields=[f.name for f in head.fields],
+        attributes=head.attribute_names,
+        recorder=recorder,
+    )
+
+
 def _already_stored(manifest: dict[str, Any], store: Store) -> bool:
     """(7) True when this exact batch is already stored; a replay when another is."""
     existing = store.find_batch(str(manifest["batch_id"]))
@@ -377,16 +395,7 @@ def commit_upload(
     try:
         _check_signed(manifest, canonical_json(manifest), b64decode(session.signature), store,
                       policies.get(str(manifest["policy_id"])), now)  # fmt: skip
-        policy = policies[str(manifest["policy_id"])]
-        head = _check_header(manifest, body, policy, schemas)
-        check_upload(
-            policy,
-            party=str(manifest["source"]),
-            fields=[f.name for f in head.fields],
-            attributes=head.attribute_names,
-            recorder=recorder,
-        )
-        _check_epoch(head.policy_id, head.epoch, store)
+        _check_released(manifest, body, policies[str(manifest["policy_id"])], schemas, recorder)
         stored = store.store_batch(manifest, iter_clks(body))
     except StoreConflict:
         if _already_stored(manifest, store):

@@ -51,6 +51,7 @@ from linkage.upload_storage import (
     UploadStore,
     delete_bodies,
     mark_committed,
+    record_rows,
     stored_body,
 )
 from policies.clks import EncodedBatch, load_clks
@@ -122,7 +123,7 @@ class Store:
             session.flush()
             for block in blocks:
                 if len(block):  # Core, not the ORM's bulk path: a third of the time
-                    rows = _record_rows(manifest, block)
+                    rows = record_rows(manifest, block)
                     session.connection().execute(insert(RecordRow), rows)
                 stored += len(block)
             mark_committed(session, str(manifest["batch_id"]))
@@ -459,22 +460,6 @@ def _query_row(entry: QueryEntry) -> QueryRow:
 def _utc(moment: dt.datetime) -> dt.datetime:
     """SQLite drops the time zone of a stored time; every time stored here is UTC."""
     return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
-
-
-def _record_rows(manifest: dict[str, Any], block: EncodedBatch) -> list[dict[str, Any]]:
-    hexes = block.pseudonyms.tobytes().hex()
-    width = 2 * block.pseudonyms.shape[1]
-    names = block.attribute_names
-    return [
-        {
-            "batch_id": manifest["batch_id"],
-            "policy_id": manifest["policy_id"],
-            "source": manifest["source"],
-            "pseudonym": hexes[row * width : (row + 1) * width],
-            "attributes": dict(zip(names, values, strict=True)),
-        }
-        for row, values in enumerate(block.attributes)
-    ]
 
 
 def _batch_row(manifest: dict[str, Any]) -> BatchRow:

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from keys.errors import InputError, StorageError
 from linkage.tables import BatchRow, BodyChunkRow, UploadRow
+from policies.clks import EncodedBatch
 
 PIECE_BYTES = 1 << 20
 UPLOAD_TTL = dt.timedelta(hours=24)
@@ -178,3 +179,20 @@ def stored_body(sessions: sessionmaker[Session], batch: BatchRow) -> bytes:
     if row is None:
         return b""
     return b"".join(StoredBody(sessions, batch.batch_id, int(row.received)).pieces())
+
+
+def record_rows(manifest: dict[str, Any], block: EncodedBatch) -> list[dict[str, Any]]:
+    """The records table's rows of one block of a batch being stored."""
+    hexes = block.pseudonyms.tobytes().hex()
+    width = 2 * block.pseudonyms.shape[1]
+    names = block.attribute_names
+    return [
+        {
+            "batch_id": manifest["batch_id"],
+            "policy_id": manifest["policy_id"],
+            "source": manifest["source"],
+            "pseudonym": hexes[row * width : (row + 1) * width],
+            "attributes": dict(zip(names, values, strict=True)),
+        }
+        for row, values in enumerate(block.attributes)
+    ]

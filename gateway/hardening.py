@@ -14,10 +14,21 @@ n-gram sets. Two hardenings, declared per field in the linkage schema
   record's ID (AES-256 under a key derived from the field's Bloom key, over
   ``HMAC-SHA256(key, record_id)`` XOR a block counter): a record re-encoded gets the same noise,
   so publishing again teaches nothing new, and no two records share noise.
+- ``xor_fold: true``: the filter's two halves XOR-ed into one of half the bits (Schnell et
+  al.'s XOR-folding), so a bit no longer says that a token is present.
+- ``balance: true``: the filter concatenated with its complement and the result's bits
+  permuted by a permutation keyed by the field's Bloom key (Schnell's balanced Bloom filters):
+  every filter has exactly half of its (doubled) bits set, so Hamming weight tells nothing.
+
+The encoder hashes tokens into ``bits`` (:func:`filter_spec`); :func:`transform` then applies
+BLIP, folding and balancing in that order (``FieldSpec.stored_bits`` gives the stored width).
+Folding and balancing are deterministic functions of the value: equal values still give equal
+filters, so neither stops a frequency attack on field-level filters (docs/attacks.md).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hmac
 from collections.abc import Sequence
@@ -30,6 +41,7 @@ from policies.linkage_schema import FieldSpec
 
 SALT_SEPARATOR = "\x1f"
 _NOISE_LABEL = b"placelink blip v1"
+_PERMUTATION_LABEL = b"placelink balance permutation v1"
 _ROWS_PER_CHUNK = 8192
 U8 = npt.NDArray[np.uint8]
 
@@ -87,4 +99,58 @@ def blip(
         flips = _uniform16(key, rows, spec.bits) < threshold
         flips &= present[start : start + len(rows), None]
         out[start : start + len(rows)] ^= np.packbits(flips, axis=1, bitorder="big")
+    return out
+
+
+def filter_spec(spec: FieldSpec) -> FieldSpec:
+    """The spec the Bloom encoder hashes tokens under: the stored-form transforms off."""
+    return dataclasses.replace(spec, xor_fold=False, balance=False)
+
+
+def xor_fold(filters: U8) -> U8:
+    """Each packed filter's first half XOR its second half (half the bytes)."""
+    half = filters.shape[1] // 2
+    return np.ascontiguousarray(filters[:, :half] ^ filters[:, half:])
+
+
+def permutation(field_key: bytes, bits: int) -> npt.NDArray[np.int64]:
+    """A keyed permutation of ``bits`` positions: positions sorted by a keyed PRF of each."""
+    key = hmac.digest(field_key, _PERMUTATION_LABEL, "sha256")
+    counters = np.arange(bits, dtype=">u8").view(np.uint8).reshape(bits, 8)
+    plain = np.zeros((bits, 16), dtype=np.uint8)
+    plain[:, 8:] = counters
+    # ECB over distinct blocks is AES used as a PRF (a block cipher's definition), not encryption.
+    encryptor = Cipher(algorithms.AES(key), modes.ECB()).encryptor()  # noqa: S305
+    stream = encryptor.update(plain.tobytes()) + encryptor.finalize()
+    sort_keys = np.frombuffer(stream, dtype="<u8").reshape(bits, 2)[:, 0]
+    return np.argsort(sort_keys, kind="stable").astype(np.int64)
+
+
+def balance(filters: U8, present: npt.NDArray[np.bool_], field_key: bytes) -> U8:
+    """Each present filter followed by its complement, bits permuted by :func:`permutation`
+    (exactly half of the doubled bits set); missing values stay all-zero rows."""
+    if not len(filters):
+        return np.zeros((0, 2 * filters.shape[1]), dtype=np.uint8)
+    bits = np.unpackbits(filters, axis=1, bitorder="big")
+    doubled = np.concatenate([bits, 1 - bits], axis=1)
+    order = permutation(field_key, doubled.shape[1])
+    out = np.packbits(doubled[:, order], axis=1, bitorder="big")
+    out[~present] = 0
+    return out
+
+
+def transform(
+    filters: U8,
+    present: npt.NDArray[np.bool_],
+    spec: FieldSpec,
+    field_key: bytes,
+    record_ids: Sequence[str],
+) -> U8:
+    """The schema's hardening of a field's packed filters (``bits`` wide), in order: BLIP,
+    XOR-folding, balancing. Returns ``spec.nbytes``-wide rows."""
+    out = blip(filters, present, spec, field_key, record_ids)
+    if spec.xor_fold:
+        out = xor_fold(out)
+    if spec.balance:
+        out = balance(out, present, field_key)
     return out

@@ -32,6 +32,7 @@ from gateway.records import (
 from keys import LinkageSecret
 
 MIN_ROWS_TO_FORK = 20_000
+_SAMPLE_ROWS = 5_000
 
 
 @dataclass(frozen=True)
@@ -75,9 +76,11 @@ def _child(
 
 
 def _split(columns: Columns, mapping: ColumnMapping) -> tuple[list[str], list[str]]:
-    """Two groups of fields of about equal work (distinct raw values), the costliest first."""
+    """Two groups of fields of about equal work (rows plus distinct raw values, judged from
+    the first rows), the costliest first."""
     names = [n for n in mapping.columns if n != "record_id"]
-    cost = {n: len(set(columns.get(mapping.columns[n].column, ()))) for n in names}
+    sample = {n: columns.get(mapping.columns[n].column, ())[:_SAMPLE_ROWS] for n in names}
+    cost = {n: len(sample[n]) + len(set(sample[n])) for n in names}
     groups: tuple[list[str], list[str]] = ([], [])
     loads = [0, 0]
     for name in sorted(names, key=cost.__getitem__, reverse=True):

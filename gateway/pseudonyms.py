@@ -48,12 +48,13 @@ class PseudonymMap:
 
     def pseudonyms_for(self, record_ids: list[str]) -> bytes:
         """The pseudonyms of many records, raw and concatenated (new ones drawn in one go)."""
-        fresh = [r for r in dict.fromkeys(record_ids) if r not in self.by_record]
+        distinct = list(dict.fromkeys(record_ids))
+        known = self.by_record
+        fresh = [r for r in distinct if r not in known] if known else distinct
         pool = secrets.token_bytes(PSEUDONYM_BYTES * len(fresh))
         hexed, width = pool.hex(), 2 * PSEUDONYM_BYTES
-        self.by_record.update(
-            (record_id, hexed[i * width : (i + 1) * width]) for i, record_id in enumerate(fresh)
-        )
+        chunks = [hexed[i : i + width] for i in range(0, len(hexed), width)]
+        known.update(zip(fresh, chunks, strict=True))
         if len(fresh) == len(record_ids):  # all new and distinct: the pool is the answer
             return pool
         return bytes.fromhex("".join(map(self.by_record.__getitem__, record_ids)))
@@ -69,9 +70,11 @@ class PseudonymMap:
             os.fchmod(fd, 0o600)  # O_CREAT's mode does not apply to a stale temporary file
             writer = csv.writer(handle)
             writer.writerow(["pseudonym", "record_id"])
-            rows = sorted(zip(self.by_record.values(), self.by_record.keys(), strict=True))
             if _PLAIN.fullmatch("".join(self.by_record)):  # nothing to quote: write lines as such
-                handle.write("".join(f"{p},{r}\r\n" for p, r in rows))
+                # pseudonyms are distinct and of one length: sorting the lines sorts by pseudonym
+                lines = map("{},{}\r\n".format, self.by_record.values(), self.by_record.keys())
+                handle.write("".join(sorted(lines)))
             else:
-                writer.writerows(rows)
+                order = sorted(self.by_record, key=self.by_record.__getitem__)
+                writer.writerows((self.by_record[r], r) for r in order)
         tmp.replace(path)

@@ -10,11 +10,18 @@ import csv
 import datetime as dt
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import chain, compress, repeat
+from operator import is_
 from pathlib import Path
 
-from gateway.columns import COLUMN_NORMALISERS, Invalid
+import numpy as np
+
+from gateway.codebook import CodedColumn, NormalValue, distinct, flags
+from gateway.columns import COLUMN_NORMALISERS, INVALID, iso_dates
 from gateway.mapping import DATE_FIELDS, ColumnMapping, ColumnRule
 from gateway.normalise import (
+    EARLIEST_BIRTH,
+    ISO_FORMAT,
     InvalidValue,
     normalise_address,
     normalise_birth_date,
@@ -26,8 +33,6 @@ from gateway.normalise import (
     parse_date,
 )
 from keys.errors import ConfigError, InputError
-
-NormalValue = str | dt.date | None
 
 
 @dataclass
@@ -48,14 +53,26 @@ class FieldReport:
 
 @dataclass
 class NormalisedRecords:
-    """Normalised values by canonical field, one list entry per record."""
+    """Normalised values by canonical field, one list entry per record; ``coded`` keeps the
+    same values as code books where normalising made them (the encoders' fast path: code that
+    changes a field's ``values`` drops the field from ``coded``)."""
 
     record_ids: list[str]
     values: dict[str, list[NormalValue]]
     report: dict[str, FieldReport]
+    coded: dict[str, CodedColumn] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.record_ids)
+
+    def coded_column(self, name: str) -> CodedColumn:
+        """A field as a code book (all missing when the batch lacks the field)."""
+        found = self.coded.get(name)
+        if found is not None:
+            return found
+        if name not in self.values:
+            return CodedColumn([None], np.zeros(len(self), dtype=np.int64))
+        return CodedColumn.of(self.values[name])
 
 
 def read_csv_rows(path: Path) -> tuple[list[str], Iterator[dict[str, str]]]:
@@ -111,15 +128,17 @@ def read_csv_columns(path: Path) -> tuple[list[str], dict[str, list[str]]]:
             reader = csv.reader(handle)
             header = next(reader, [])
             width = len(header)
-            rows = [r if len(r) == width else (r + [""] * width)[:width] for r in reader if r]
+            rows = list(reader)
     except OSError as exc:
         raise InputError(f"cannot read {path}: {exc.strerror}", fix="check the path") from None
     except (UnicodeDecodeError, csv.Error):
         raise InputError(
             f"{path} is not a readable UTF-8 CSV file", fix="export it as CSV in UTF-8"
         ) from None
-    transposed = list(zip(*rows, strict=True)) if rows else [() for _ in header]
-    return header, {name: list(values) for name, values in zip(header, transposed, strict=True)}
+    if set(map(len, rows)) - {width}:  # blank, short or long rows: skipped, padded, cut
+        rows = [r if len(r) == width else (r + [""] * width)[:width] for r in rows if r]
+    flat = list(chain.from_iterable(rows))  # columns by slicing: no per-row work in Python
+    return header, {name: flat[index::width] for index, name in enumerate(header)}
 
 
 def normalise_rows(
@@ -160,7 +179,8 @@ def normalise_columns(
     for name in (n for n in mapping.columns if n != "record_id"):
         rule = mapping.columns[name]
         raw = columns.get(rule.column, empty)
-        out.values[name], out.report[name] = normalise_column(name, raw, rule, today)
+        coded, out.report[name] = normalise_column(name, raw, rule, today)
+        out.values[name], out.coded[name] = coded.expand(), coded
     enforce_strict(out.report, strict, where)
     return out
 
@@ -168,7 +188,7 @@ def normalise_columns(
 def record_ids_of(columns: Columns, count: int, mapping: ColumnMapping, where: str) -> list[str]:
     """Record IDs; an empty or repeated one is refused, naming its row (the header is row 1)."""
     column = columns.get(mapping.columns["record_id"].column, [""] * count)
-    ids = [value.strip() for value in column]
+    ids = list(map(str.strip, column))
     if "" not in ids and len(set(ids)) == len(ids):
         return ids
     seen: set[str] = set()
@@ -198,11 +218,15 @@ def _normalise_distinct(
     out = _Distinct()
     column_normaliser = COLUMN_NORMALISERS.get(name)
     if column_normaliser is not None:
-        for value, result in zip(distinct, column_normaliser(distinct), strict=True):
-            out.canonical[value] = None if isinstance(result, Invalid) else result
-            if isinstance(result, Invalid):
-                out.invalid.add(value)
+        results = column_normaliser(distinct)
+        out.invalid = set(compress(distinct, map(is_, results, repeat(INVALID))))
+        out.canonical = dict(zip(distinct, results, strict=True))  # type: ignore[arg-type]
+        if out.invalid:
+            out.canonical.update(dict.fromkeys(out.invalid))
         return out
+    if name in DATE_FIELDS and rule.format == ISO_FORMAT:
+        out.canonical = _quick_dates(name, distinct, today)
+        distinct = [value for value in distinct if value not in out.canonical]
     for value in distinct:
         try:
             if name == "postcode":
@@ -217,23 +241,36 @@ def _normalise_distinct(
     return out
 
 
+def _quick_dates(name: str, distinct: list[str], today: dt.date) -> dict[str, NormalValue]:
+    """The plain ISO dates among ``distinct`` that are valid for the field (the rest, left
+    out, go through the per-value normaliser, which decides them)."""
+    earliest, latest = (
+        (EARLIEST_BIRTH, today) if name == "date_of_birth" else (dt.date.min, dt.date.max)
+    )
+    return {
+        value: parsed
+        for value, parsed in zip(distinct, iso_dates(distinct), strict=True)
+        if parsed is not None and earliest <= parsed <= latest
+    }
+
+
 def normalise_column(
     name: str, raw: Sequence[str], rule: ColumnRule, today: dt.date
-) -> tuple[list[NormalValue], FieldReport]:
-    """One field's normalised values (invalid ones as missing) and its report."""
-    found = _normalise_distinct(name, list(dict.fromkeys(raw)), rule, today)
-    canonical, invalid = found.canonical, found.invalid
-    values = list(map(canonical.__getitem__, raw))
+) -> tuple[CodedColumn, FieldReport]:
+    """One field's normalised values (invalid ones as missing, as a code book) and its report."""
+    unique, rows = distinct(raw)
+    found = _normalise_distinct(name, unique, rule, today)
+    coded = CodedColumn(list(map(found.canonical.__getitem__, unique)), rows)
     report = FieldReport()
-    if invalid:
-        invalid_rows = [i for i, value in enumerate(raw) if value in invalid]
+    if found.invalid:
+        invalid_rows = np.flatnonzero(flags(unique, found.invalid)[rows])
         report.invalid = len(invalid_rows)
-        report.first_invalid_rows = [i + 2 for i in invalid_rows[:5]]  # the header is row 1
+        report.first_invalid_rows = [int(i) + 2 for i in invalid_rows[:5]]  # the header is row 1
     if found.unverified:
-        report.unverified = sum(1 for value in raw if value in found.unverified)
-    empty = values.count(None)
-    report.missing, report.valid = empty - report.invalid, len(values) - empty
-    return values, report
+        report.unverified = int(np.count_nonzero(flags(unique, found.unverified)[rows]))
+    empty = len(raw) - int(np.count_nonzero(coded.present()))
+    report.missing, report.valid = empty - report.invalid, len(raw) - empty
+    return coded, report
 
 
 def enforce_strict(report: dict[str, FieldReport], strict: bool, where: str) -> None:
@@ -249,6 +286,7 @@ def enforce_strict(report: dict[str, FieldReport], strict: bool, where: str) -> 
 
 __all__ = [
     "DATE_FIELDS",
+    "CodedColumn",
     "Columns",
     "FieldReport",
     "NormalValue",

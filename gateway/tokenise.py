@@ -20,6 +20,7 @@ from policies.linkage_schema import FieldSpec
 Value = str | dt.date
 Ids = npt.NDArray[np.int64]
 _KIND_STRIDE = 100_000  # date token codes: kind * stride + number (numbers stay below it)
+_TABLE_LIMIT = 1 << 24  # codes below this are numbered through a table (bigrams: 65,536)
 _DATE_KINDS = ("y", "c", "m", "d", "p")
 _DATE_WIDTHS = (0, 0, 2, 2, 4)
 
@@ -52,10 +53,13 @@ def field_tokens(spec: FieldSpec, value: Value) -> list[str]:
 
 def token_ids(spec: FieldSpec, values: Sequence[Value]) -> tuple[list[str], Ids]:
     """Vocabulary and per-value token indices (padding index = ``len(vocabulary)``)."""
-    if values and all(isinstance(v, dt.date) for v in values):
+    kinds = set(map(type, values))
+    if kinds == {dt.date}:
         return _date_ids([v for v in values if isinstance(v, dt.date)])
-    if values and all(isinstance(v, str) for v in values):
-        texts = [field_text(spec, v) for v in values if isinstance(v, str)]
+    if kinds == {str}:
+        texts = [v for v in values if isinstance(v, str)]
+        if spec.normalise == "postcode":  # as field_text
+            texts = [v.replace(" ", "") for v in texts]
         joined = "".join(texts)
         if joined.isascii() and "\x00" not in joined:
             return _ascii_ngram_ids(texts, spec.ngram)
@@ -85,13 +89,25 @@ def _ascii_ngram_ids(texts: list[str], n: int) -> tuple[list[str], Ids]:
     codes = np.zeros((len(padded), slots), dtype=np.uint64)
     for offset in range(n):
         codes = codes * np.uint64(256) + chars[:, offset : offset + slots].astype(np.uint64)
-    lengths = np.fromiter((len(p) for p in padded), dtype=np.int64, count=len(padded))
+    lengths = np.fromiter(map(len, padded), dtype=np.int64, count=len(padded))
     valid = np.arange(slots)[None, :] < (lengths - n + 1)[:, None]
-    unique, inverse = np.unique(codes[valid], return_inverse=True)
+    unique, inverse = sorted_codes(codes[valid], 256**n)
     ids = np.full((len(padded), slots), len(unique), dtype=np.int64)
     ids[valid] = inverse
     vocabulary = [int(c).to_bytes(n, "big").decode("ascii") for c in unique]
     return vocabulary, ids
+
+
+def sorted_codes(codes: npt.NDArray[np.uint64], bound: int) -> tuple[npt.NDArray[np.uint64], Ids]:
+    """``np.unique(codes, return_inverse=True)``, for codes below ``bound``: by a table of
+    which codes occur where that is small (bigrams), instead of sorting every code."""
+    if bound > _TABLE_LIMIT:
+        unique, inverse = np.unique(codes, return_inverse=True)
+        return unique, inverse.reshape(-1).astype(np.int64)
+    seen = np.zeros(bound, dtype=np.bool_)
+    seen[codes] = True
+    number = np.cumsum(seen, dtype=np.int64) - 1
+    return np.flatnonzero(seen).astype(np.uint64), number[codes.astype(np.int64)]
 
 
 def _date_ids(dates: list[dt.date]) -> tuple[list[str], Ids]:

@@ -30,7 +30,13 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from linkage.blocking import BlockingConfig, Pairs, candidate_pairs, reduction_ratio
+from linkage.blocking import (
+    DEFAULT_FIELD_PAIRS,
+    BlockingConfig,
+    Pairs,
+    candidate_pairs,
+    reduction_ratio,
+)
 from linkage.classify import DEFAULT_MODELS
 from linkage.cluster import Labels, average_linkage_clusters, entity_ids, size_distribution
 from linkage.compare import Levels, PairComparer, comparison_levels
@@ -74,6 +80,12 @@ class LinkResult:
         return max(self.cluster_sizes, default=0)
 
 
+# Salted names agree only where the dates of birth do, so the bands on names and on the date of
+# birth miss a person whose date of birth is wrong; one more band set on postcode and address,
+# which involve neither, keeps FEBRL4's pair completeness at 99.4% (99.2% without).
+SALTED_BLOCKING = BlockingConfig(field_pairs=(*DEFAULT_FIELD_PAIRS, ("postcode", "address")))
+
+
 def salted_fields(schema: LinkageSchema) -> tuple[str, ...]:
     """The schema's fields salted with the date of birth (for ``Engine(salted=...)``)."""
     return tuple(spec.name for spec in schema.fields if spec.salt == "birth_date")
@@ -115,7 +127,7 @@ class Engine(ABC):
         salted: tuple[str, ...] = (),
     ) -> None:
         self.threshold = threshold
-        self.blocking = blocking or BlockingConfig()
+        self.blocking = blocking or (SALTED_BLOCKING if salted else BlockingConfig())
         self.model = model
         self.salted = salted  # fields salted with the date of birth (the schema's ``salt``)
 

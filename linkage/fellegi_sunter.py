@@ -232,6 +232,21 @@ def _salt_unsure(model: FittedModel, patterns: Levels) -> npt.NDArray[np.bool_]:
     return np.asarray(patterns[:, model.fields.index("date_of_birth")] != 0)
 
 
+def _salt_masked(model: FittedModel, patterns: Levels) -> Levels:
+    """The patterns the M-step learns m and u from: a salted field counts as missing where
+    :func:`_salt_unsure` holds, so its m and u are those among pairs whose dates of birth
+    agree (matches whose dates differ would otherwise teach that matches often disagree on
+    names, and a name disagreement would weigh little where the dates do agree)."""
+    unsure = _salt_unsure(model, patterns)
+    if not unsure.any():
+        return patterns
+    masked = patterns.copy()
+    for name in model.salted:
+        if name in model.fields:
+            masked[unsure, model.fields.index(name)] = MISSING
+    return masked
+
+
 def _strongest(parts: Floats, present: npt.NDArray[np.bool_]) -> Floats:
     """The strongest present member's contribution per row (0 where none is present)."""
     stacked = np.where(present, parts, -np.inf)
@@ -396,9 +411,10 @@ def estimate_model(
         return model
     codes, patterns = pattern_codes(levels, model)
     counts = np.bincount(codes, minlength=len(patterns)).astype(np.float64)
+    learned = _salt_masked(model, patterns)
     for iteration in range(1, max_iterations + 1):
         posterior = model.probability(pattern_weights(model, patterns, bounded=False))
-        fitted = _m_step(patterns, counts, posterior, fields, prior_strength, fixed_u)
+        fitted = _m_step(learned, counts, posterior, fields, prior_strength, fixed_u)
         moved = _distance(model, fitted)
         model = replace(fitted, iterations=iteration, converged=False, estimated=True)
         model = replace(model, salted=salted)

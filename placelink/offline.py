@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gateway.pipeline import EncodeResult, context_for_policy, context_without_policy, encode_file
 from gateway.pseudonyms import PseudonymMap
@@ -13,13 +14,13 @@ from gateway.schema import default_schema
 from keys import read_secret
 from keys.epochs import epoch_for, secret_passphrase
 from keys.errors import InputError
-from linkage.corpus import EncodedCorpus, build_corpus
-from linkage.engine import Engine, LinkResult, LocalEngine
-from linkage.explain import explain_pair, format_explanation
-from linkage.weights import write_weight_report
 from policies.clks import EncodedBatch, load_clks
 from policies.linkage_schema import load_schema
 from policies.model import load_policy
+
+if TYPE_CHECKING:  # the linkage side (numba and all) is imported by ``match`` only, not ``encode``
+    from linkage.corpus import EncodedCorpus
+    from linkage.engine import Engine, LinkResult
 
 
 def encode_command(
@@ -88,11 +89,15 @@ class MatchRun:
         )
 
     def explain(self, left: str, right: str) -> str:
+        from linkage.explain import explain_pair, format_explanation
+
         rows = (self.row_of(left), self.row_of(right))
         explanation = explain_pair(self.corpus, self.result, rows, self.engine.blocking)
         return format_explanation(explanation, (left, right))
 
     def write_report(self, folder: Path) -> dict[str, Path]:
+        from linkage.weights import write_weight_report
+
         result = self.result
         if result.histogram is None or result.model is None:
             raise InputError("this run has no weights to chart", fix="link at least two records")
@@ -111,6 +116,9 @@ class MatchRun:
 
 def match_command(inputs: list[Path], output: Path, *, engine: Engine | None = None) -> MatchRun:
     """Link .clks files; write source, record_id, entity_id for every input record."""
+    from linkage.corpus import build_corpus
+    from linkage.engine import LocalEngine
+
     stems = [path.stem for path in inputs]
     repeated = sorted({s for s in stems if stems.count(s) > 1})
     if repeated:

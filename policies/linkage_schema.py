@@ -36,6 +36,8 @@ class FieldSpec:
     hashes: int = 0
     salt: str | None = None  # hardening: tokens salted with this stable attribute
     blip: float = 0.0  # hardening: each bit flipped with this probability (BLIP)
+    xor_fold: bool = False  # hardening: the filter's halves XOR-ed into one (half the bits)
+    balance: bool = False  # hardening: filter and complement, keyed-permuted (twice the bits)
 
     @property
     def blip_epsilon(self) -> float | None:
@@ -43,9 +45,16 @@ class FieldSpec:
         return math.log((1 - self.blip) / self.blip) if self.blip else None
 
     @property
+    def stored_bits(self) -> int:
+        """Bits of the filter as stored and compared: ``bits``, halved by ``xor_fold``, then
+        doubled by ``balance`` (``bits`` is the width the tokens are hashed into)."""
+        folded = self.bits // 2 if self.xor_fold else self.bits
+        return 2 * folded if self.balance else folded
+
+    @property
     def nbytes(self) -> int:
-        """Bytes this field takes in a record: the filter, or a 16-byte token."""
-        return self.bits // 8 if self.encoding == "bloom" else 16
+        """Bytes this field takes in a record: the stored filter, or a 16-byte token."""
+        return self.stored_bits // 8 if self.encoding == "bloom" else 16
 
 
 @dataclass(frozen=True)
@@ -91,6 +100,8 @@ def _parse_field(name: str, raw: Any, where: str) -> FieldSpec:
             hashes=int(raw.get("hashes", 0)),
             salt=None if raw.get("salt") is None else str(raw["salt"]),
             blip=float(raw.get("blip", 0.0)),
+            xor_fold=_flag(raw, "xor_fold", name, where),
+            balance=_flag(raw, "balance", name, where),
         )
     except (TypeError, ValueError):
         raise ConfigError(
@@ -108,12 +119,28 @@ def _parse_field(name: str, raw: Any, where: str) -> FieldSpec:
     return spec
 
 
+def _flag(raw: dict[str, Any], option: str, name: str, where: str) -> bool:
+    value = raw.get(option, False)
+    if not isinstance(value, bool):
+        raise ConfigError(
+            f"{where}: field {name!r} has a non-boolean {option}",
+            fix=f"write {option}: true or {option}: false",
+        )
+    return value
+
+
 def _check_hardening(spec: FieldSpec, where: str) -> None:
-    hardened = spec.salt is not None or spec.blip != 0.0
+    hardened = spec.salt is not None or spec.blip != 0.0 or spec.xor_fold or spec.balance
     if hardened and spec.encoding != "bloom":
         raise ConfigError(
-            f"{where}: field {spec.name!r} is a token field; salt and blip harden Bloom fields",
-            fix="remove salt and blip from the field, or make it a Bloom field",
+            f"{where}: field {spec.name!r} is a token field; salt, blip, xor_fold and balance "
+            "harden Bloom fields",
+            fix="remove the hardening options from the field, or make it a Bloom field",
+        )
+    if spec.xor_fold and spec.bits % 128:
+        raise ConfigError(
+            f"{where}: field {spec.name!r} has xor_fold with bits not a multiple of 128",
+            fix="set bits to a multiple of 128 (the folded filter keeps a multiple of 64)",
         )
     if spec.salt is not None and spec.salt not in SALTS:
         raise ConfigError(

@@ -18,7 +18,13 @@ def _path(value: str | None) -> Path | None:
 
 
 def _encode(args: argparse.Namespace) -> int:
+    import gc
+
     from placelink.offline import encode_command
+
+    # A one-shot process building large tables of acyclic objects: the cyclic collector would
+    # only scan them again and again (and once more, all of them, when re-enabled).
+    gc.disable()
 
     result = encode_command(
         secret_file=Path(args.secret_file),

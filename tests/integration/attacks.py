@@ -33,6 +33,7 @@ import numpy as np
 import numpy.typing as npt
 
 from gateway.bloom import BloomEncoder
+from gateway.hardening import filter_spec, transform
 from gateway.normalise import normalise_family_name, normalise_given_name
 from gateway.tokenise import ngrams
 from placelink import town_lists
@@ -187,32 +188,46 @@ def reidentified(guesses: Sequence[object | None], truth: Sequence[object]) -> f
 
 
 def encode_sample(pop: Population, rows: list[int], spec: FieldSpec, key: bytes) -> Bits:
-    """The sample's filters as the gateway makes them under ``spec`` (salt and BLIP included)."""
-    encoder = BloomEncoder(spec, key)
+    """The sample's filters as the gateway makes them under ``spec`` (hardening included)."""
+    encoder = BloomEncoder(filter_spec(spec), key)
     values: list[str | dt.date | None] = [pop.values[i] for i in rows]
     salts = pop.salts(rows, spec.salt) if spec.salt else None
     filters = encoder.encode_many(values, salts)
     present = np.ones(len(rows), dtype=bool)
-    return unpack(encoder.blip(filters, present, [f"r{i}" for i in rows]))
+    return unpack(transform(filters, present, spec, key, [f"r{i}" for i in rows]))
+
+
+def blip_radii(spec: FieldSpec) -> tuple[int, ...]:
+    """Grouping radii an attacker tries against BLIP: multiples of the expected distance
+    between two noisy filters of one value, 2p(1-p) x stored bits (0 without BLIP)."""
+    if not spec.blip:
+        return (0,)
+    expected = 2 * spec.blip * (1 - spec.blip) * spec.stored_bits
+    return tuple(int(expected * factor) + 1 for factor in (1.25, 1.5, 2.0))
 
 
 def attack_rates(pop: Population, rows: list[int], spec: FieldSpec, key: bytes) -> dict[str, float]:
     """Share of records each attack re-identifies, with the knowledge that suits it best:
     value frequencies, or (against salted filters) the frequencies of (value, birth year)
-    pairs; against BLIP, filters within a few expected flips count as one value."""
+    pairs; against BLIP, filters within a radius count as one value: the frequency attack's
+    best radius of :func:`blip_radii` counts, and pattern mining groups within the largest."""
     bits = encode_sample(pop, rows, spec, key)
     truth = [pop.values[i] for i in rows]
-    radius = int(4 * spec.bits * spec.blip) + 1 if spec.blip else 0
+    radii = blip_radii(spec)
     rates = {
-        "frequency": reidentified(frequency_attack(bits, pop.frequency, radius), truth),
+        "frequency": max(
+            reidentified(frequency_attack(bits, pop.frequency, r), truth) for r in radii
+        ),
         "pattern_mining": reidentified(
-            pattern_mining_attack(bits, pop.frequency, ngram=spec.ngram, radius=radius), truth
+            pattern_mining_attack(bits, pop.frequency, ngram=spec.ngram, radius=radii[-1]), truth
         ),
     }
     if spec.salt:  # the attacker claims a (value, salt) pair; it is right when both are
         pairs = list(zip(truth, pop.salts(rows, spec.salt), strict=True))
-        guesses = frequency_attack(bits, pop.joint_frequency(spec.salt), radius)
-        rates["frequency_joint"] = reidentified(guesses, pairs)
+        joint = pop.joint_frequency(spec.salt)
+        rates["frequency_joint"] = max(
+            reidentified(frequency_attack(bits, joint, r), pairs) for r in radii
+        )
     return rates
 
 

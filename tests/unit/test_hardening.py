@@ -13,7 +13,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.bloom import BloomEncoder
-from gateway.hardening import salted, salts_for
+from gateway.hardening import (
+    balance,
+    filter_spec,
+    permutation,
+    salted,
+    salts_for,
+    transform,
+    xor_fold,
+)
 from gateway.schema import default_schema, hardened_schema
 from keys.errors import ConfigError
 from policies.linkage_schema import FieldSpec, parse_schema
@@ -47,6 +55,10 @@ def test_the_hardened_schema_is_the_default_with_names_salted_by_the_birth_date(
         ({"blip": -0.1}, "blip outside"),
         ({"blip": "much"}, "non-numeric"),
         ({"encoding": "token", "salt": "birth_year"}, "token field"),
+        ({"encoding": "token", "balance": True}, "token field"),
+        ({"xor_fold": "yes"}, "non-boolean xor_fold"),
+        ({"balance": 1}, "non-boolean balance"),
+        ({"xor_fold": True, "bits": 192}, "multiple of 128"),
     ],
 )
 def test_hardening_errors_name_the_field_and_the_fix(field: dict[str, Any], named: str) -> None:
@@ -130,3 +142,93 @@ def test_blip_known_answer() -> None:
     assert [bytes(r).hex() for r in filters] == ["028062860080cb64", "c908840612001062"]
     noisy = encoder.blip(filters, np.array([True, True]), ["kat-1", "kat-2"])
     assert [bytes(r).hex() for r in noisy] == ["0280668600c4c3a6", "c90880461a001162"]
+
+
+FILTERS = st.integers(min_value=0, max_value=12).flatmap(
+    lambda rows: st.binary(min_size=32 * rows, max_size=32 * rows).map(
+        lambda raw: np.frombuffer(raw, dtype=np.uint8).reshape(-1, 32).copy()
+    )
+)
+
+
+def test_stored_widths_follow_folding_and_balancing() -> None:
+    widths = {}
+    for fold in (False, True):
+        for bal in (False, True):
+            spec = parse_schema(_schema(xor_fold=fold, balance=bal)).field("given_name")
+            widths[fold, bal] = (spec.stored_bits, spec.nbytes, filter_spec(spec).nbytes)
+    assert widths == {
+        (False, False): (256, 32, 32),
+        (True, False): (128, 16, 32),
+        (False, True): (512, 64, 32),
+        (True, True): (256, 32, 32),
+    }
+
+
+@settings(max_examples=60, deadline=None)
+@given(filters=FILTERS)
+def test_xor_fold_halves_the_filter_as_the_xor_of_its_halves(filters: np.ndarray) -> None:
+    folded = xor_fold(filters)
+    assert folded.shape == (len(filters), 16)
+    for row, original in zip(folded, filters, strict=True):
+        assert bytes(row) == bytes(a ^ b for a, b in zip(original[:16], original[16:], strict=True))
+
+
+@settings(max_examples=60, deadline=None)
+@given(filters=FILTERS, missing=st.integers(min_value=0, max_value=12))
+def test_balance_doubles_sets_exactly_half_and_keeps_the_hamming_distance(
+    filters: np.ndarray, missing: int
+) -> None:
+    present = np.arange(len(filters)) >= missing
+    out = balance(filters, present, KEY)
+    assert out.shape == (len(filters), 64)
+    weights = np.unpackbits(out, axis=1).sum(axis=1)
+    assert np.all(weights[present] == 256) and np.all(weights[~present] == 0)
+    assert np.array_equal(out, balance(filters, present, KEY))  # deterministic under one key
+    bits, doubled = np.unpackbits(filters, axis=1), np.unpackbits(out, axis=1)
+    for i in np.flatnonzero(present).tolist():
+        for j in np.flatnonzero(present).tolist():
+            plain = np.count_nonzero(bits[i] != bits[j])
+            assert np.count_nonzero(doubled[i] != doubled[j]) == 2 * plain
+
+
+def test_the_balancing_permutation_is_keyed_and_a_permutation() -> None:
+    order = permutation(KEY, 512)
+    assert sorted(order.tolist()) == list(range(512))
+    assert not np.array_equal(order, permutation(bytes(range(1, 33)), 512))
+    assert np.array_equal(order, permutation(KEY, 512))
+    filters = BloomEncoder(NAME, KEY).encode_many(["anna", "bob"])
+    present = np.ones(2, dtype=bool)
+    assert not np.array_equal(
+        balance(filters, present, KEY), balance(filters, present, bytes(range(1, 33)))
+    )
+
+
+@settings(max_examples=30, deadline=None)
+@given(names=st.lists(st.none() | NAMES, min_size=1, max_size=6))
+def test_transform_applies_blip_then_folding_then_balancing(names: list[str | None]) -> None:
+    spec = parse_schema(_schema(blip=0.05, xor_fold=True, balance=True)).field("given_name")
+    encoder = BloomEncoder(filter_spec(spec), KEY)
+    filters = encoder.encode_many(names)
+    present = np.array([n is not None for n in names])
+    ids = [f"r{i}" for i in range(len(names))]
+    out = transform(filters, present, spec, KEY, ids)
+    assert out.shape == (len(names), spec.nbytes)
+    expected = balance(xor_fold(encoder.blip(filters, present, ids)), present, KEY)
+    assert np.array_equal(out, expected)
+    plain = parse_schema(_schema()).field("given_name")
+    assert np.array_equal(transform(filters, present, plain, KEY, ids), filters)
+
+
+def test_folding_and_balancing_known_answer() -> None:
+    """Pins the folding and the keyed balancing permutation (gateway/hardening.py): a silent
+    change would stop balanced filters linking with those encoded before it."""
+    spec = FieldSpec("given_name", "given_name", "bloom", bits=128, hashes=4)
+    filters = BloomEncoder(spec, bytes(range(32))).encode_many(["anna"])
+    folded = xor_fold(filters)
+    balanced = balance(folded, np.array([True]), bytes(range(32)))
+    assert [bytes(filters[0]).hex(), bytes(folded[0]).hex(), bytes(balanced[0]).hex()] == [
+        "00004282000043400280600400808824",
+        "028022860080cb64",
+        "e7e0770a0ebc5c31fc540a0ea5ac76cd",
+    ]

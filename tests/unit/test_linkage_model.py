@@ -175,6 +175,21 @@ def test_salted_name_disagreements_count_nothing_unless_birth_dates_agree() -> N
     assert pattern_weights(salted, agree)[0] == pytest.approx(pattern_weights(plain, agree)[0])
 
 
+def test_salted_names_learn_m_and_u_among_pairs_whose_birth_dates_agree() -> None:
+    truth = a_true_model()
+    levels, _ = simulate_levels(np.random.default_rng(7), truth, 50_000)
+    salted_levels = levels.copy()
+    worst = [len(m.m) - 1 for m in truth.models[:2]]
+    dates_differ = levels[:, 2] != 0  # salted names of such pairs never agree
+    for column in (0, 1):
+        keep = salted_levels[:, column] != MISSING
+        salted_levels[dates_differ & keep, column] = worst[column]
+    fitted = estimate_model(salted_levels, FIELDS, salted=("given_name", "family_name"))
+    for column in (0, 1):  # the top level's m as among matches whose dates agree
+        assert fitted.models[column].m[0] == pytest.approx(truth.models[column].m[0], abs=0.05)
+    assert fitted.match_share == pytest.approx(truth.match_share, rel=0.25)
+
+
 # --- clustering ---------------------------------------------------------------------------
 
 

@@ -8,15 +8,15 @@ SQLite store as one link run, not through the gateways. Then it runs a seeded mi
 (tables with one to three measures, trends, co-occurrence matrices; agency combinations,
 flags and time windows) from several analysts through the service's full API path (Flask
 test client: token check, parsing, index, differencing against each analyst's history,
-disclosure control, the audit row in SQLite), and prints p50/p95/p99 latency overall and per
-kind. The index build (once per link run and worker) is timed apart.
+disclosure control, the audit row in SQLite and the audit log's two fsync'd entries), and
+prints p50/p95/p99 latency overall and per kind. The index build (once per link run and
+worker) is timed apart.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
-import hashlib
 import random
 import statistics
 import sys
@@ -27,9 +27,13 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gateway.schema import default_schema_path
+from keys import SigningKey
 from linkage.app import create_app
+from linkage.auth import TokenAuthority
+from linkage.clients import Client
 from linkage.storage import Store
 from placelink.entities import FLAGS, declare_flags, linked_records
 from placelink.town import AGENCIES
@@ -37,7 +41,21 @@ from policies.model import dump_policy
 
 POLICY_ID = "seabrook-task-force"
 TARGET_P95_MS = 100.0
-TOKENS = [f"bench-analyst-{i}" for i in range(4)]
+ANALYSTS = [f"bench-analyst-{i}" for i in range(4)]
+
+
+def bench_tokens() -> tuple[TokenAuthority, list[str]]:
+    """Four analyst clients and one real access token each (every query verifies one)."""
+    clients = {
+        name: Client(name, "task_force", frozenset({POLICY_ID}), frozenset({"query:hotspots"}),
+                     secret_hash="scrypt$unused")
+        for name in ANALYSTS
+    }  # fmt: skip
+    authority = TokenAuthority(clients, "bench", signing_key=Ed25519PrivateKey.generate())
+    issued = [authority.issue(c, c.scopes)["access_token"] for c in clients.values()]
+    return authority, [str(t) for t in issued]
+
+
 MONTHS = [f"{y}-{m:02d}" for y in (2024, 2025, 2026) for m in range(1, 13)]
 
 
@@ -99,26 +117,28 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="placelink-bench-") as tmp:
         policy_path, url = load(Path(tmp), args.entities, args.seed)
-        digests = [hashlib.sha256(t.encode()).hexdigest() for t in TOKENS]
+        authority, tokens = bench_tokens()
         # the bench's policy is unsigned: it measures queries, not the approval check
         app = create_app(
             url,
             [str(policy_path)],
-            digests,
             [str(default_schema_path())],
+            auth=authority,
             allow_unsigned_policies_unsafe=True,
+            audit_log_path=str(Path(tmp) / "audit.jsonl"),  # as in production: a file, fsync'd
+            service_key=SigningKey.generate(),
         )
         client = app.test_client()
         path = f"/v1/policies/{POLICY_ID}/hotspots"
         started = time.perf_counter()
-        warm = client.post(path, json={}, headers={"Authorization": f"Bearer {TOKENS[0]}"})
+        warm = client.post(path, json={}, headers={"Authorization": f"Bearer {tokens[0]}"})
         assert warm.status_code == 200, warm.get_data(as_text=True)
         build = time.perf_counter() - started
         rng = random.Random(args.seed)
         timings: dict[str, list[float]] = {"table": [], "trend": [], "cooccurrence": []}
         for _ in range(args.queries):
             query = random_query(rng)
-            headers = {"Authorization": f"Bearer {rng.choice(TOKENS)}"}
+            headers = {"Authorization": f"Bearer {rng.choice(tokens)}"}
             started = time.perf_counter()
             response = client.post(path, json=query, headers=headers)
             elapsed = (time.perf_counter() - started) * 1000

@@ -42,6 +42,11 @@ from placelink.town import generate_town, write_canonical_csv  # noqa: E402
 from policies.canonical import canonical_json  # noqa: E402
 from policies.clks import FORMAT_VERSION, MAGIC, PSEUDONYM_BYTES, EncodedBatch  # noqa: E402
 from policies.model import dump_policy, parse_policy  # noqa: E402
+from tests.oauth_clients import (  # noqa: E402
+    credentials,
+    gateway_client_id,
+    write_oauth_files,
+)
 from tests.policy_keys import EXAMPLE_DPOS, enrolled_document  # noqa: E402
 
 SOURCE = "police"
@@ -131,7 +136,7 @@ def main() -> int:
     return 0
 
 
-def signed_batch(folder: Path, records: int, seed: int) -> tuple[Submission, list[str]]:
+def signed_batch(folder: Path, records: int, seed: int) -> tuple[Submission, SigningKey, list[str]]:
     """The batch file, signed by a fresh node key enrolled in a policy signed by fresh DPO
     keys; and those DPO keys' fingerprints (the service's trust list)."""
     node = SigningKey.generate()
@@ -145,22 +150,23 @@ def signed_batch(folder: Path, records: int, seed: int) -> tuple[Submission, lis
                                   policy_hash=policy.policy_hash, node_key=node)  # fmt: skip
     print(f"wrote and signed {records:,} records ({sub.body_length / 1e6:.0f} MB) in "
           f"{time.perf_counter() - started:.1f} s", file=sys.stderr)  # fmt: skip
-    return sub, sorted(k.fingerprint for k in dpos.values())
+    return sub, node, sorted(k.fingerprint for k in dpos.values())
 
 
 def measure(folder: Path, args: argparse.Namespace, url: str) -> None:
     """Make, sign and upload the batch; print the figures."""
-    sub, trusted = signed_batch(folder, args.records, args.seed)
+    sub, node, trusted = signed_batch(folder, args.records, args.seed)
     size = sub.body_length
     if url:
         from tests.conftest import _empty_postgres
 
         _empty_postgres(url)
     url = url or f"sqlite:///{folder / 'linkage.db'}"
+    oauth = write_oauth_files(folder / "oauth", {SOURCE: node})  # the node's gateway client
     service = start_service(
         database_url=url, policy_paths=[folder / "policy.yaml"],
-        schema_paths=[default_schema_path()], token_sha256=[],
-        log_path=folder / "service.log", trusted_dpo_keys=trusted,
+        schema_paths=[default_schema_path()], log_path=folder / "service.log",
+        trusted_dpo_keys=trusted, **oauth.service_kwargs(),
     )  # fmt: skip
     try:
         worker = worker_pid(service.process.pid)
@@ -169,7 +175,9 @@ def measure(folder: Path, args: argparse.Namespace, url: str) -> None:
         reset_peak("self")
         client_before = peak_mib("self")[1]
         started = time.perf_counter()
-        answer = upload(sub, service.url, chunk_bytes=args.chunk_mib << 20, timeout=900)
+        token = credentials(service.url, gateway_client_id(SOURCE), node).headers
+        answer = upload(sub, service.url, chunk_bytes=args.chunk_mib << 20, timeout=900,
+                        auth=token)  # fmt: skip
         elapsed = time.perf_counter() - started
         server_peak, client_peak = peak_mib(worker)[0], peak_mib("self")[0]
     finally:

@@ -2,7 +2,8 @@
 
 Run:  PLACELINK_DATABASE_URL=postgresql+psycopg://... \
       PLACELINK_POLICIES=/etc/placelink/policy.yaml \
-      PLACELINK_TOKEN_SHA256=<hex sha256 of each analyst token> \
+      PLACELINK_CLIENTS=/etc/placelink/clients.yaml \
+      PLACELINK_OAUTH_SIGNING_KEY=/etc/placelink/oauth-signing.pem \
       gunicorn -c deploy/gunicorn.conf.py 'linkage.app:app_from_environment()'
 
 TLS belongs at a reverse proxy in front, or set certfile/keyfile here.

@@ -30,7 +30,7 @@ from gateway.node import Publication, publish
 from gateway.node_settings import (
     NodeSettings,
     load_material,
-    service_token,
+    service_client,
     settings_from_environment,
 )
 from gateway.openapi import openapi_document
@@ -128,6 +128,7 @@ def _attempt(state: NodeState) -> Callable[[], Publication]:
             trust=settings.trust,
             epoch=material.secret.epoch,
             today=today,
+            auth=service_client(settings, material.node_key).headers,
         )
 
     return attempt
@@ -158,7 +159,14 @@ def get_links() -> Response:
             "this node publishes under another policy",
             fix=f"ask for ?policy={state.policy_id}, or leave policy out",
         )
-    found = local_links(state.settings.node, policy_id, token=service_token(state.settings))
+    client = service_client(
+        state.settings, load_material(state.settings, today=state.today()).node_key
+    )
+    try:
+        token = client.access_token()
+    except PlacelinkError as exc:
+        raise LinkageServiceError(exc.message, fix=exc.fix) from None
+    found = local_links(state.settings.node, policy_id, token=token)
     wanted = request.args.get("record_id")
     links = [vars(x) for x in found.links if wanted is None or x.record_id == wanted]
     return jsonify(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import tempfile
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from gateway.pseudonyms import PseudonymMap
 from gateway.submit import prepare_file_submission, upload
 from keys import LinkageSecret, SigningKey
 from policies.approvals import PolicyTrust, check_approved
+from policies.audit_events import GatewayAudit
 from policies.clks import write_clks
 from policies.decisions import check_upload
 from policies.linkage_schema import LinkageSchema
@@ -66,10 +68,13 @@ def publish(
     trust: PolicyTrust,
     epoch: int = 0,
     today: dt.date | None = None,
+    auth: Callable[[], Mapping[str, str]] | None = None,
 ) -> Publication:
     """Encode and upload the node's records; the pseudonym map is saved only after success.
-    Nothing is read or sent under a policy that the trusted DPOs have not all approved."""
+    Nothing is read or sent under a policy that the trusted DPOs have not all approved.
+    ``auth`` supplies the upload's access-token header (:mod:`gateway.oauth_client`)."""
     check_approved(policy, trust=trust)
+    audit = GatewayAudit(config.state_dir, source=config.source, node_key=node_key)
     day = today or dt.date.today()
     context = context_for_policy(policy, schema, epoch=epoch, today=day)
     ids_path = pseudonym_map_path(config, epoch)
@@ -87,6 +92,7 @@ def publish(
         party=config.source,
         fields=[f.name for f in result.batch.fields],
         attributes=result.batch.attribute_names,
+        recorder=audit.recorder(policy),
     )
     config.state_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=config.state_dir) as folder:
@@ -96,9 +102,10 @@ def publish(
         submission = prepare_file_submission(
             body, source=config.source, policy_hash=policy.policy_hash, node_key=node_key
         )
-        response = upload(submission, config.service_url)
+        response = upload(submission, config.service_url, auth=auth)
         sent = submission.body_length
     pseudonyms.save(ids_path)
+    audit.published(policy, result.batch, submission, config.service_url, response)
     return Publication(
         result=result,
         response=response,

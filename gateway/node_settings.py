@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gateway.node import NodeConfig
+from gateway.oauth_client import ClientCredentials, token_url_for
 from gateway.schema import default_schema
 from gateway.staff_access import StaffTokens
 from keys import LinkageSecret, SigningKey, load_signing_key, read_secret
@@ -52,7 +53,7 @@ class NodeSettings:
     trust: PolicyTrust
     staff: StaffTokens
     schema_path: Path | None = None
-    service_token_file: Path | None = None
+    client_id: str = ""
     node_key_unencrypted_unsafe: bool = False
     secret_passphrase: str | None = field(default=None, repr=False)
     node_passphrase: str | None = field(default=None, repr=False)
@@ -116,7 +117,7 @@ def settings_from_environment(environ: Mapping[str, str]) -> NodeSettings:
             _digests(environ, "PLACELINK_NODE_OPERATOR_TOKEN_SHA256"),
         ),
         schema_path=_optional_path(environ, "PLACELINK_NODE_SCHEMA"),
-        service_token_file=_optional_path(environ, "PLACELINK_NODE_SERVICE_TOKEN_FILE"),
+        client_id=environ.get("PLACELINK_NODE_CLIENT_ID", "").strip() or f"{node.source}-gateway",
         node_key_unencrypted_unsafe=environ.get("PLACELINK_NODE_KEY_UNENCRYPTED_UNSAFE") == "1",
         secret_passphrase=_passphrase(environ, SECRET_PASSPHRASE),
         node_passphrase=_passphrase(environ, NODE_PASSPHRASE),
@@ -142,18 +143,9 @@ def load_material(settings: NodeSettings, *, today: dt.date) -> NodeMaterial:
     )
 
 
-def service_token(settings: NodeSettings) -> str:
-    """The bearer token the node presents to the linkage service to read its links."""
-    if settings.service_token_file is None:
-        raise ConfigError(
-            "no token for the linkage service is configured",
-            fix="set PLACELINK_NODE_SERVICE_TOKEN_FILE to a file holding the service's token",
-        )
-    data = read_key_file(settings.service_token_file, what="service token")
-    token = data.decode("utf-8", errors="replace").strip()
-    if not token:
-        raise ConfigError(
-            "the service token file is empty", fix="write the token into the file named by "
-            "PLACELINK_NODE_SERVICE_TOKEN_FILE",
-        )  # fmt: skip
-    return token
+def service_client(settings: NodeSettings, node_key: SigningKey) -> ClientCredentials:
+    """The node's OAuth client at the linkage service (``private_key_jwt`` with its node key):
+    its tokens upload batches and read this party's links. Client id: PLACELINK_NODE_CLIENT_ID,
+    else ``<source>-gateway``, as the service's operator registered it."""
+    url = token_url_for(settings.node.service_url)
+    return ClientCredentials(url, settings.client_id, node_key=node_key)

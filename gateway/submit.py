@@ -21,6 +21,7 @@ import hashlib
 import secrets
 import time
 import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -147,10 +148,13 @@ class _Client:
     http: requests.Session
     service_url: str
     timeout: float
+    auth: Callable[[], Mapping[str, str]] | None = None
 
     def call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        """One request; a transient failure raises _Transient, a refusal a placelink error."""
+        """One request; a transient failure raises _Transient, a refusal a placelink error.
+        Each request carries fresh authorization headers (a token may expire mid-upload)."""
         kwargs.setdefault("timeout", self.timeout)
+        kwargs["headers"] = {**kwargs.get("headers", {}), **(self.auth() if self.auth else {})}
         try:
             response = self.http.request(method, f"{self.service_url.rstrip('/')}{path}", **kwargs)
         except requests.RequestException as exc:
@@ -187,10 +191,13 @@ def upload(
     timeout: float = 60.0,
     chunk_bytes: int = CHUNK_BYTES,
     retries: int = RETRIES,
+    auth: Callable[[], Mapping[str, str]] | None = None,
 ) -> dict[str, Any]:
     """Send the batch as a resumable upload and commit it; returns the service's answer
-    (``batch_id``, ``records``, ``already_stored``). Problems come back as placelink errors."""
-    client = _Client(requests.Session(), service_url, timeout)
+    (``batch_id``, ``records``, ``already_stored``). Problems come back as placelink errors.
+    ``auth`` gives each request's authorization headers (e.g.
+    :meth:`gateway.oauth_client.ClientCredentials.headers`); without it the service refuses."""
+    client = _Client(requests.Session(), service_url, timeout, auth)
     with client.http:
         return _Retrying(client, submission, retries).run(chunk_bytes)
 
@@ -231,8 +238,8 @@ class _Retrying:
         while not status["already_stored"] and offset < length:
             offset = self._send_chunk(path, signed, offset, chunk_bytes)
         if status["already_stored"]:
-            return {"batch_id": status["batch_id"], "records": status["records"],
-                    "already_stored": True}  # fmt: skip
+            kept = ("batch_id", "records", "already_stored", "audit_checkpoint")
+            return {key: status[key] for key in kept if key in status}
         wait = (self.client.timeout, max(self.client.timeout, COMMIT_SECONDS))
         return self._until_ok("POST", f"{path}/commit", headers=signed, timeout=wait)
 

@@ -1,8 +1,12 @@
 """The linkage service's web app: a thin Flask layer over :mod:`linkage.service`.
 
-Errors are RFC 9457 problem details with a stable ``type``. The walking skeleton
-authenticates uploads by their signatures (see :mod:`linkage.intake`) and every other
-endpoint by a bearer token whose SHA-256 the operator configures; anything else is denied.
+Errors are RFC 9457 problem details with a stable ``type``. Every endpoint denies by default:
+each data endpoint first calls :func:`linkage.auth_routes.require_scope` with the scope it
+needs (OAuth2 access tokens, see :mod:`linkage.auth`); 401 for no valid token (with
+``WWW-Authenticate``), 403 for a scope, policy or party the token does not hold. Uploads
+also carry the node's signature on the manifest (see :mod:`linkage.intake`). Public: health,
+the OpenAPI document, the token endpoint, and the dashboard's page and assets (they hold no
+data).
 
 Policies load only when trusted (:func:`policies.approvals.load_trusted_policy`): valid,
 active, in force, and approved by every required DPO whose key is in ``trusted_dpo_keys``.
@@ -13,13 +17,12 @@ No trusted key configured means no policy loads and the app does not start (fail
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import hmac
 from collections.abc import Callable
 from pathlib import Path
 
-from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 
+from keys import SigningKey
 from keys.errors import (
     AccessError,
     ConfigError,
@@ -29,11 +32,12 @@ from keys.errors import (
     PolicyError,
     StorageError,
 )
+from linkage.auth import Caller, TokenAuthority, Unauthenticated
+from linkage.auth_routes import install_auth, require_party, require_scope
 from linkage.engine import Engine
 from linkage.hotspot_desk import HotspotDesk, PrivacyBudgetSpent
-from linkage.intake import MAX_REQUEST_BYTES, ReplayError, accept_batch
+from linkage.intake import MAX_REQUEST_BYTES, ReplayError, accept_batch, decode_manifest
 from linkage.openapi import openapi_document
-from linkage.query_log import analyst_id
 from linkage.revocations import is_fingerprint
 from linkage.service import LinkageService
 from policies.approvals import PolicyTrust, load_trusted_policy
@@ -42,9 +46,11 @@ from policies.linkage_schema import load_schema
 from policies.model import Policy, Request
 
 PROBLEM_BASE = "https://placelink.example/problems/"
+WWW_AUTHENTICATE = 'Bearer realm="placelink", error="invalid_token"'
 _STATUS: list[tuple[type[PlacelinkError], int, str]] = [
     (ReplayError, 409, "replay"),
     (PrivacyBudgetSpent, 403, "privacy-budget-spent"),
+    (Unauthenticated, 401, "unauthenticated"),
     (KeyMaterialError, 401, "bad-signature"),
     (AccessError, 403, "forbidden"),
     (PolicyError, 403, "policy-refused"),
@@ -68,38 +74,38 @@ def _service() -> LinkageService:
     return service
 
 
-def _require_token(setting: str = "TOKEN_SHA256") -> str:
-    """The SHA-256 of the caller's bearer token, when it is one configured under ``setting``;
-    anyone else is denied."""
-    header = request.headers.get("Authorization", "")
-    token = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else ""
-    digest = hashlib.sha256(token.encode()).hexdigest()
-    allowed: list[str] = current_app.config[setting]
-    if not token or not any(hmac.compare_digest(digest, a) for a in allowed):
-        raise AccessError(
-            "a valid bearer token is required", fix="send Authorization: Bearer TOKEN"
-        )
-    return digest
-
-
-def require_analyst() -> str:
-    """The caller's analyst id (from a valid analyst bearer token); anyone else is denied."""
-    return analyst_id(_require_token("TOKEN_SHA256"))
-
-
 def _hotspot_rules(service: LinkageService) -> Callable[[Policy, str], None]:
     """The policy's rule decision on a hot-spot query (view_hotspots, grouped by ``by``),
-    taken before any count and recorded. Analyst tokens are not bound to a party yet, so the
-    analyst asks as the role ``recipient``."""
+    taken before any count and recorded, asked as the calling client's party: its role in
+    the policy decides. A party the policy does not name is refused."""
 
     def authorise(policy: Policy, by: str) -> None:
-        require(policy, Request("view_hotspots", "recipient", by=by), recorder=service.decisions)
+        caller: Caller = g.placelink_caller
+        if caller.party not in {p.id for p in policy.parties}:
+            raise AccessError(
+                "the token's party is not a party of this policy",
+                fix="use a client registered for a party the policy names",
+            )
+        request_ = Request("view_hotspots", caller.party, by=by)
+        require(policy, request_, recorder=service.decisions)
 
     return authorise
 
 
+def _check_upload_binding(caller: Caller) -> None:
+    """The uploading client acts for the manifest's source and is bound to its policy."""
+    manifest, _, _ = decode_manifest(
+        request.headers.get("Placelink-Manifest"), request.headers.get("Placelink-Signature")
+    )
+    caller.require("submit", policy_id=str(manifest["policy_id"]))
+    require_party(caller, str(manifest["source"]))
+
+
 @api.post("/v1/batches")
 def post_batch() -> tuple[Response, int]:
+    """Store a signed batch: a ``submit`` token of the manifest's source, bound to its policy
+    (then intake's own checks, the node signature first)."""
+    _check_upload_binding(require_scope("submit"))
     service = _service()
     if (request.content_length or 0) > MAX_REQUEST_BYTES:  # refused before it is read
         raise InputError("the batch is over the size limit", fix="send it with POST /v1/uploads")
@@ -124,7 +130,7 @@ def post_batch() -> tuple[Response, int]:
 
 @api.post("/v1/policies/<policy_id>/link-runs")
 def post_link_run(policy_id: str) -> tuple[Response, int]:
-    require_analyst()
+    require_scope("admin", policy_id=policy_id)
     query = request.get_json(silent=True) or {}
     if not isinstance(query, dict):
         raise InputError("the body must be a JSON object", fix='send {"epoch": N} or no body')
@@ -138,8 +144,8 @@ def post_link_run(policy_id: str) -> tuple[Response, int]:
 
 @api.post("/v1/revocations")
 def post_revocation() -> tuple[Response, int]:
-    """Revoke a node key (admin token): its uploads are refused from the next request on."""
-    _require_token("ADMIN_TOKEN_SHA256")
+    """Revoke a node key (scope ``admin``): its uploads are refused from the next request on."""
+    require_scope("admin")
     body = request.get_json(silent=True) or {}
     node_key = body.get("node_key") if isinstance(body, dict) else None
     if not isinstance(node_key, str) or not is_fingerprint(node_key):
@@ -150,14 +156,16 @@ def post_revocation() -> tuple[Response, int]:
 
 @api.get("/v1/revocations")
 def get_revocations() -> Response:
-    _require_token("ADMIN_TOKEN_SHA256")
+    require_scope("admin")
     rows = _service().store.revoked_keys()
     return jsonify({"revoked": [{"node_key": k, "revoked_at": t.isoformat()} for k, t in rows]})
 
 
 @api.get("/v1/policies/<policy_id>/links/<source>")
 def get_links(policy_id: str, source: str) -> Response:
-    require_analyst()
+    """A provider's own records' entity links: scope ``links:read``, bound to the policy,
+    and the token's party is ``source`` (nobody reads another party's links)."""
+    require_party(require_scope("links:read", policy_id=policy_id), source)
     links = _service().entity_links(policy_id, source)
     return jsonify(
         {
@@ -182,7 +190,10 @@ def health() -> Response:
 def _handle(exc: PlacelinkError) -> Response:
     for cls, status, slug in _STATUS:
         if isinstance(exc, cls):
-            return problem(status, slug, exc.message, exc.fix)
+            response = problem(status, slug, exc.message, exc.fix)
+            if isinstance(exc, Unauthenticated):
+                response.headers["WWW-Authenticate"] = WWW_AUTHENTICATE
+            return response
     return problem(500, "error", exc.message, exc.fix)
 
 
@@ -198,20 +209,22 @@ def _engine(dask_scheduler: str) -> Engine | None:
 def create_app(
     database_url: str,
     policy_paths: list[str],
-    token_sha256: list[str],
     schema_paths: list[str],
     *,
+    auth: TokenAuthority | None = None,
     trusted_dpo_keys: list[str] | None = None,
     allow_unsigned_policies_unsafe: bool = False,
     today: dt.date | None = None,
-    admin_token_sha256: list[str] | None = None,
     dask_scheduler: str = "",
+    audit_log_path: str = "",
+    service_key: SigningKey | None = None,
 ) -> Flask:
     """The app factory: one service over a database, the policies it serves and the linkage
     schemas they pin (uploads under a policy whose schema is not held here are refused).
-    Each policy must be approved by DPOs whose keys are in ``trusted_dpo_keys``. Without an
-    admin token, the admin endpoints (revocations) refuse everyone. With a Dask scheduler
-    address, link runs compare on that cluster."""
+    Each policy must be approved by DPOs whose keys are in ``trusted_dpo_keys``. ``auth``
+    issues and verifies access tokens; without it every endpoint but the public ones
+    (health, OpenAPI, dashboard page) denies. With a Dask scheduler address, link runs
+    compare on that cluster."""
     trust = PolicyTrust(frozenset(trusted_dpo_keys or ()), allow_unsigned_policies_unsafe)
     day = today or dt.datetime.now(dt.UTC).date()
     policies = [load_trusted_policy(Path(p), trust=trust, today=day) for p in policy_paths]
@@ -219,14 +232,14 @@ def create_app(
     app = Flask("linkage")
     if allow_unsigned_policies_unsafe:
         app.logger.warning("allow_unsigned_policies_unsafe is set: DPO approvals are NOT checked")
-    app.config["TOKEN_SHA256"] = list(token_sha256)
-    app.config["ADMIN_TOKEN_SHA256"] = list(admin_token_sha256 or [])
     service = LinkageService.create(database_url, policies, schemas, _engine(dask_scheduler))
     app.extensions["placelink"] = service
     app.extensions["placelink-hotspots"] = HotspotDesk(
         service.store, service.policies, authorise=_hotspot_rules(service)
     )
+    install_auth(app, auth)
     app.register_blueprint(api)
+    from linkage.audit_routes import install_audit
     from linkage.dashboard import dashboard
     from linkage.hotspot_routes import hotspot_api
 
@@ -235,6 +248,7 @@ def create_app(
 
     app.register_blueprint(uploads_api)
     app.register_blueprint(dashboard)
+    install_audit(app, service, log_path=audit_log_path, key=service_key)  # policies/audit.py
     app.register_error_handler(PlacelinkError, _handle)
     app.register_error_handler(404, lambda e: problem(404, "not-found", "no such endpoint"))
     app.register_error_handler(
@@ -247,16 +261,21 @@ def app_from_environment() -> Flask:
     """Gunicorn entry point: ``gunicorn 'linkage.app:app_from_environment()'``.
 
     PLACELINK_DATABASE_URL, PLACELINK_POLICIES and PLACELINK_SCHEMAS (paths separated by ':'),
-    PLACELINK_TOKEN_SHA256 and PLACELINK_ADMIN_TOKEN_SHA256 (hex digests separated by ','),
     PLACELINK_TRUSTED_DPO_KEYS (DPO key fingerprints separated by ','; missing or empty: no
-    policy loads), optionally PLACELINK_DASK_SCHEDULER (a dask.distributed scheduler address
-    for link runs) and, for tests only, PLACELINK_ALLOW_UNSIGNED_POLICIES_UNSAFE=1.
+    policy loads), the OAuth settings of :func:`linkage.auth_config.authority_from_environment`
+    (PLACELINK_CLIENTS, PLACELINK_OAUTH_*, PLACELINK_TOKEN_LIFETIME), optionally
+    PLACELINK_DASK_SCHEDULER (a dask.distributed scheduler address for link runs),
+    PLACELINK_AUDIT_LOG (the audit log file) and PLACELINK_SERVICE_KEY (its checkpoint key;
+    passphrase in PLACELINK_SERVICE_KEY_PASSPHRASE) and, for tests only,
+    PLACELINK_ALLOW_UNSIGNED_POLICIES_UNSAFE=1.
     """
     import os
 
+    from linkage.audit_trail import default_log_path, service_key_from_environment
+    from linkage.auth_config import authority_from_environment
+
     url = os.environ.get("PLACELINK_DATABASE_URL", "sqlite:///placelink-linkage.db")
     paths = [p for p in os.environ.get("PLACELINK_POLICIES", "").split(":") if p]
-    tokens = [t for t in os.environ.get("PLACELINK_TOKEN_SHA256", "").split(",") if t]
     schemas = [p for p in os.environ.get("PLACELINK_SCHEMAS", "").split(":") if p]
     trusted = [k.strip() for k in os.environ.get("PLACELINK_TRUSTED_DPO_KEYS", "").split(",")]
     unsafe = os.environ.get("PLACELINK_ALLOW_UNSIGNED_POLICIES_UNSAFE", "") == "1"
@@ -265,14 +284,14 @@ def app_from_environment() -> Flask:
             "PLACELINK_POLICIES names no policy file",
             fix="set PLACELINK_POLICIES=/path/policy.yaml",
         )
-    admins = [t for t in os.environ.get("PLACELINK_ADMIN_TOKEN_SHA256", "").split(",") if t]
     return create_app(
         url,
         paths,
-        tokens,
         schemas,
+        auth=authority_from_environment(os.environ),
         trusted_dpo_keys=[k for k in trusted if k],
         allow_unsigned_policies_unsafe=unsafe,
-        admin_token_sha256=admins,
         dask_scheduler=os.environ.get("PLACELINK_DASK_SCHEDULER", ""),
+        audit_log_path=os.environ.get("PLACELINK_AUDIT_LOG", default_log_path(url)),
+        service_key=service_key_from_environment(),
     )

@@ -1,7 +1,10 @@
 """The dashboard's routes: a thin Flask layer over :mod:`linkage.dashboard_page`.
 
 The page and its assets hold no data and need no token; every figure on it comes from the
-hot-spot API, which denies anyone without an analyst token. A strict Content-Security-Policy
+hot-spot API, which denies anyone without an access token carrying ``query:hotspots``. The
+analyst signs in with their OAuth client id and secret: the page trades them at this
+service's token endpoint for a short-lived access token kept in session storage (the secret
+is not kept). A strict Content-Security-Policy
 lets the page load only its own script and talk only to this service.
 """
 

@@ -1,7 +1,9 @@
 """Hot-spot endpoints: a thin Flask layer over :mod:`linkage.hotspot_desk`.
 
-Every endpoint needs an analyst's bearer token. ``POST .../hotspots`` answers in JSON, or in
-CSV (published figures only) with ``?format=csv`` or ``Accept: text/csv``.
+Every endpoint needs an access token with the scope ``query:hotspots``, bound to the policy in
+the path; the query is asked as the token's party (its role in the policy decides).
+``POST .../hotspots`` answers in JSON, or in CSV (published figures only) with
+``?format=csv`` or ``Accept: text/csv``.
 """
 
 from __future__ import annotations
@@ -9,8 +11,11 @@ from __future__ import annotations
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from keys.errors import InputError
-from linkage.app import require_analyst
+from linkage.auth_routes import require_scope
 from linkage.hotspot_desk import HotspotDesk
+from linkage.query_log import analyst_id
+
+QUERY = "query:hotspots"
 
 hotspot_api = Blueprint("hotspot_api", __name__)
 
@@ -29,18 +34,20 @@ def _wants_csv() -> bool:
 
 @hotspot_api.get("/v1/policies")
 def get_policies() -> Response:
-    require_analyst()
+    """The policies the caller's token is bound to."""
+    caller = require_scope(QUERY)
     desk = _desk()
     listed = [
         {"policy_id": p.policy_id, "version": p.version, "title": str(p.document.get("title", ""))}
         for p in desk.policies.values()
+        if p.policy_id in caller.policies
     ]
     return jsonify({"policies": listed})
 
 
 @hotspot_api.post("/v1/policies/<policy_id>/hotspots")
 def post_hotspots(policy_id: str) -> Response:
-    analyst = require_analyst()
+    analyst = analyst_id(require_scope(QUERY, policy_id=policy_id).client_id)
     query = request.get_json(silent=True)
     if query is None and request.get_data(cache=True):
         raise InputError("the hot-spot query is not JSON", fix="send a JSON object")
@@ -55,12 +62,12 @@ def post_hotspots(policy_id: str) -> Response:
 
 @hotspot_api.get("/v1/policies/<policy_id>/hotspots/options")
 def get_hotspot_options(policy_id: str) -> Response:
-    require_analyst()
+    require_scope(QUERY, policy_id=policy_id)
     return jsonify(_desk().options(policy_id))
 
 
 @hotspot_api.get("/v1/policies/<policy_id>/privacy-budget")
 def get_privacy_budget(policy_id: str) -> Response:
-    analyst = require_analyst()
+    analyst = analyst_id(require_scope(QUERY, policy_id=policy_id).client_id)
     budget = _desk().budget(analyst, policy_id)
     return jsonify({"policy_id": policy_id, "analyst": analyst, "budget": budget})

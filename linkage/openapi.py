@@ -11,8 +11,8 @@ from typing import Any
 
 PROBLEM = {"$ref": "#/components/schemas/Problem"}
 _ERRORS = {
-    "401": "signature verification failed",
-    "403": "no valid token, or the policy forbids it",
+    "401": "no valid access token (WWW-Authenticate), or a bad node signature",
+    "403": "the token lacks the scope, policy or party, or the policy forbids it",
     "409": "a replayed batch",
     "422": "malformed input; the detail names the field and the fix",
     "503": "the store is unavailable; nothing was changed",
@@ -28,7 +28,7 @@ def _operation(
     summary: str,
     *,
     ok: str = "200",
-    secured: str | None = "analyst",
+    secured: str | None = "query:hotspots",
     body: dict[str, Any] | None = None,
     parameters: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
@@ -38,7 +38,7 @@ def _operation(
             "schema": PROBLEM}}}  # fmt: skip
     operation: dict[str, Any] = {"summary": summary, "responses": responses}
     if secured:
-        operation["security"] = [{secured: []}]
+        operation["security"] = [{"oauth2": [secured]}]
     if body is not None:
         operation["requestBody"] = {"required": False, **body}
     if parameters:
@@ -58,7 +58,11 @@ def _upload() -> dict[str, Any]:
     body = {"content": {"application/vnd.placelink.clks": {"schema": {
         "type": "string", "format": "binary"}}}}  # fmt: skip
     operation = _operation(
-        "Submit a signed batch of encodings", ok="201", secured=None, body=body, parameters=headers
+        "Submit a signed batch of encodings",
+        ok="201",
+        secured="submit",
+        body=body,
+        parameters=headers,
     )
     operation["requestBody"]["required"] = True
     operation["responses"]["200"] = {"description": "the same batch was already stored"}
@@ -82,25 +86,48 @@ def _uploads() -> dict[str, Any]:
     chunk = {"content": {"application/vnd.placelink.clks": {"schema": {
         "type": "string", "format": "binary"}}}}  # fmt: skip
     offset = header("Upload-Offset", "where the chunk starts")
-    patch = _operation("Append a chunk at Upload-Offset", secured=None, body=chunk,
+    patch = _operation("Append a chunk at Upload-Offset", secured="submit", body=chunk,
                        parameters=[batch, signature, offset])  # fmt: skip
     patch["requestBody"]["required"] = True
     patch["responses"]["409"] = {"description": "the chunk does not start at the upload's offset"}
-    opened = _operation("Open (or find) the upload of a signed batch", ok="201", secured=None,
+    opened = _operation("Open (or find) the upload of a signed batch", ok="201", secured="submit",
                         parameters=opening)  # fmt: skip
     opened["responses"]["200"] = {"description": "resumed, or the batch is already stored"}
-    commit = _operation("Check and store the uploaded batch", ok="201", secured=None,
+    commit = _operation("Check and store the uploaded batch", ok="201", secured="submit",
                         parameters=[batch, signature])  # fmt: skip
     commit["responses"]["200"] = {"description": "the same batch was already stored"}
     return {
         "/v1/uploads": {"post": opened},
         "/v1/uploads/{batch_id}": {
-            "get": _operation("The offset received so far", secured=None,
+            "get": _operation("The offset received so far", secured="submit",
                               parameters=[batch, signature]),
             "patch": patch,
         },
         "/v1/uploads/{batch_id}/commit": {"post": commit},
     }  # fmt: skip
+
+
+def _token() -> dict[str, Any]:
+    form = {
+        "type": "object",
+        "required": ["grant_type"],
+        "properties": {
+            "grant_type": {"const": "client_credentials"},
+            "scope": {"type": "string"},
+            "client_id": {"type": "string"},
+            "client_secret": {"type": "string"},
+            "client_assertion_type": {"type": "string"},
+            "client_assertion": {"type": "string"},
+        },
+    }
+    body = {"content": {"application/x-www-form-urlencoded": {"schema": form}}}
+    operation = _operation("OAuth 2.0 token endpoint (client credentials)", secured=None,
+                           body=body)  # fmt: skip
+    operation["requestBody"]["required"] = True
+    for status in ("400", "401"):
+        operation["responses"][status] = {"description": "RFC 6749 error", **_json(
+            {"type": "object", "required": ["error"]})}  # fmt: skip
+    return operation
 
 
 def _paths() -> dict[str, Any]:
@@ -112,12 +139,14 @@ def _paths() -> dict[str, Any]:
         "/openapi.json": {"get": _operation("This document", secured=None)},
         "/v1/batches": {"post": _upload()},
         **_uploads(),
+        "/v1/oauth/token": {"post": _token()},
         "/v1/policies": {"get": _operation("Policies this service serves")},
         "/v1/policies/{policy_id}/link-runs": {"post": _operation(
-            "Link one key epoch into entities", ok="201", body=link_body,
+            "Link one key epoch into entities", ok="201", body=link_body, secured="admin",
             parameters=[POLICY_ID])},
         "/v1/policies/{policy_id}/links/{source}": {"get": _operation(
-            "One provider's pseudonyms and entities", parameters=[POLICY_ID, source])},
+            "One provider's pseudonyms and entities (the provider's own client only)",
+            secured="links:read", parameters=[POLICY_ID, source])},
         "/v1/policies/{policy_id}/hotspots": {"post": _operation(
             "A disclosure-controlled hot-spot answer (JSON, or CSV with ?format=csv)",
             body=_json({"type": "object"}), parameters=[POLICY_ID])},
@@ -131,12 +160,23 @@ def _paths() -> dict[str, Any]:
                 {"type": "object", "required": ["node_key"],
                  "properties": {"node_key": {"type": "string"}}})),
         },
+        "/v1/audit/checkpoints": {"get": _operation("The audit log's signed checkpoints")},
+        "/v1/audit/entries": {"get": _operation(
+            "The audit log as JSON Lines (docs/dpo.md)", secured="admin")},
     }  # fmt: skip
 
 
 def openapi_document() -> dict[str, Any]:
     """The whole document."""
-    bearer = {"type": "http", "scheme": "bearer"}
+    oauth2 = {
+        "type": "oauth2",
+        "description": "client credentials: client secret or private_key_jwt (Ed25519)",
+        "flows": {"clientCredentials": {"tokenUrl": "/v1/oauth/token", "scopes": {
+            "submit": "upload batches as the token's party",
+            "links:read": "read the token's own party's entity links",
+            "query:hotspots": "ask hot-spot queries as the token's party",
+            "admin": "link runs and key revocations"}}},
+    }  # fmt: skip
     problem = {
         "type": "object",
         "required": ["type", "title", "status", "detail"],
@@ -158,6 +198,6 @@ def openapi_document() -> dict[str, Any]:
         "paths": _paths(),
         "components": {
             "schemas": {"Problem": problem},
-            "securitySchemes": {"analyst": bearer, "admin": bearer},
+            "securitySchemes": {"oauth2": oauth2},
         },
     }

@@ -1,8 +1,8 @@
 """Every hot-spot query is a policy decision and an audit entry.
 
 :class:`QueryEntry` is what the service records for each query, answered or refused, in the
-``queries`` table (:meth:`linkage.storage.Store.record_query`): who asked (the analyst id, a
-digest of their token, never the token), what (the canonical query: filters and measures,
+``queries`` table (:meth:`linkage.storage.Store.record_query`): who asked (the analyst id: the
+OAuth client's id, never the token), what (the canonical query: filters and measures,
 never a person's value), under which policy version and hash and which link run, the decision
 and its reason, the privacy budget spent, and how many cells each disclosure treatment hit.
 
@@ -14,17 +14,17 @@ commit, so the chain can subscribe without this module changing.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Decision = Literal["answered", "refused"]
 
 
-def analyst_id(token_sha256: str) -> str:
-    """A stable, non-secret name for the holder of a token: a prefix of a digest of its
-    digest (the configured SHA-256 itself is never logged)."""
-    return "analyst:" + hashlib.sha256(bytes.fromhex(token_sha256)).hexdigest()[:16]
+def analyst_id(client_id: str) -> str:
+    """A stable, non-secret name for who asked: the OAuth client the token was issued to
+    (the operator's name for it in the clients file; the token itself is never logged).
+    The privacy budget is charged to this name, per policy."""
+    return "client:" + client_id
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ def is_fingerprint(value: str) -> bool:
 
 
 def revoke_at_service(service_url: str, node_key: str, *, token: str) -> dict[str, Any]:
-    """Ask the service to revoke ``node_key`` (admin token); returns its answer."""
+    """Ask the service to revoke ``node_key`` (a token with the admin scope); returns its answer."""
     url = f"{service_url.rstrip('/')}/v1/revocations"
     try:
         response = requests.post(
@@ -43,7 +43,7 @@ def revoke_at_service(service_url: str, node_key: str, *, token: str) -> dict[st
         title = response.json().get("title", response.status_code) if response.content else ""
         raise AccessError(
             f"the linkage service refused the revocation: {title}",
-            fix="check PLACELINK_ADMIN_TOKEN and the fingerprint",
+            fix="check the admin client's credentials (scope admin) and the fingerprint",
         )
     answer: dict[str, Any] = response.json()
     return answer

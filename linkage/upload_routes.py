@@ -4,18 +4,22 @@
 ``POST /v1/uploads`` opens (or finds) the upload of a signed manifest; ``PATCH
 /v1/uploads/<batch_id>`` appends a chunk at ``Upload-Offset``; ``GET`` (or ``HEAD``) tells the
 offset received so far; ``POST /v1/uploads/<batch_id>/commit`` checks and stores the batch.
-Every request after the opening carries the upload's ``Placelink-Signature``.
+Every request needs a ``submit`` access token of the manifest's source, bound to its policy
+(as ``POST /v1/batches``), and every request after the opening also carries the upload's
+``Placelink-Signature``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, g, jsonify, request
 
 from keys.errors import InputError
-from linkage.app import _service, problem
+from linkage.app import _check_upload_binding, _service, problem
+from linkage.auth_routes import require_party, require_scope
 from linkage.intake import UploadStatus, commit_upload, open_upload
+from linkage.tables import UploadRow
 from linkage.upload_chunks import receive_chunk, upload_session
 from linkage.upload_storage import OffsetConflict
 
@@ -50,8 +54,19 @@ def _signature() -> str | None:
     return request.headers.get("Placelink-Signature")
 
 
+def _session(batch_id: str) -> UploadRow:
+    """The open upload, to its source's ``submit`` token holding its signature."""
+    caller = require_scope("submit")
+    session = upload_session(_service().store, batch_id, _signature())
+    caller.require("submit", policy_id=str(session.manifest["policy_id"]))
+    require_party(caller, str(session.manifest["source"]))
+    g.placelink_upload = (session.manifest, int(session.length))  # for the audit log
+    return session
+
+
 @uploads_api.post("/v1/uploads")
 def post_upload() -> tuple[Response, int]:
+    _check_upload_binding(require_scope("submit"))
     service = _service()
     status = open_upload(
         store=service.store,
@@ -66,7 +81,7 @@ def post_upload() -> tuple[Response, int]:
 
 @uploads_api.get("/v1/uploads/<batch_id>")
 def get_upload(batch_id: str) -> tuple[Response, int]:
-    session = upload_session(_service().store, batch_id, _signature())
+    session = _session(batch_id)
     records = int(session.manifest["record_count"])
     status = UploadStatus(batch_id, int(session.received), int(session.length), records,
                           already_stored=session.committed)  # fmt: skip
@@ -76,7 +91,7 @@ def get_upload(batch_id: str) -> tuple[Response, int]:
 @uploads_api.patch("/v1/uploads/<batch_id>")
 def patch_upload(batch_id: str) -> tuple[Response, int]:
     store = _service().store
-    session = upload_session(store, batch_id, _signature())
+    session = _session(batch_id)
     offset = receive_chunk(
         store=store,
         session=session,
@@ -93,7 +108,7 @@ def patch_upload(batch_id: str) -> tuple[Response, int]:
 @uploads_api.post("/v1/uploads/<batch_id>/commit")
 def post_commit(batch_id: str) -> tuple[Response, int]:
     service = _service()
-    session = upload_session(service.store, batch_id, _signature())
+    session = _session(batch_id)
     result = commit_upload(
         store=service.store,
         policies=service.policies,

@@ -13,9 +13,9 @@ import sys
 from collections.abc import Sequence
 
 from keys.errors import PlacelinkError
-from placelink.commands import Handler, demo, gateway, hotspots, keys, offline, policy
+from placelink.commands import Handler, audit, demo, gateway, hotspots, keys, offline, policy
 
-GROUPS = (demo, offline, hotspots, gateway, keys, policy)
+GROUPS = (demo, offline, hotspots, gateway, keys, policy, audit)
 
 
 def build_parser() -> argparse.ArgumentParser:

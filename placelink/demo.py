@@ -1,14 +1,16 @@
 """``placelink demo``: a synthetic town's agencies to linked, disclosure-controlled hot-spots.
 
 Steps: generate the town and write each agency's CSV and column mapping; make a linkage secret,
-node keys and an analyst token; enrol the node keys in the example task-force policy; make one
-signing key per DPO, name them in the policy and have each DPO sign it; start the real linkage
-service (gunicorn, SQLite under DIR) on a loopback port, trusting exactly those DPO keys (it
-verifies the approvals before it loads the policy); run one gateway per agency,
-which encodes under the policy and uploads over HTTP; link; query hot-spots; resolve each
-agency's links locally to score linkage against the synthetic truth; write hotspots.csv,
-report.html and dashboard.html (a static snapshot of the task-force dashboard: the service's
-published answers for a table, a trend and the agency co-occurrence matrix, nothing else).
+node keys; register the OAuth clients (each gateway by its node key, private_key_jwt; an
+analyst and an operator by client secrets) and a token-signing key; enrol the node keys in the
+example task-force policy; make one signing key per DPO, name them in the policy and have each
+DPO sign it; start the real linkage service (gunicorn, SQLite under DIR) on a loopback port,
+trusting exactly those DPO keys (it verifies the approvals before it loads the policy); run one
+gateway per agency, which takes a token and encodes under the policy and uploads over HTTP;
+link; query hot-spots; resolve each agency's links locally to score linkage against the
+synthetic truth; write hotspots.csv, report.html and dashboard.html (a static snapshot of the
+task-force dashboard: the service's published answers for a table, a trend and the agency co-
+occurrence matrix, nothing else).
 """
 
 from __future__ import annotations
@@ -16,8 +18,6 @@ from __future__ import annotations
 import copy
 import csv
 import datetime as dt
-import hashlib
-import secrets
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -30,11 +30,13 @@ import yaml
 from tqdm import tqdm
 
 from gateway.node import NodeConfig, publish
+from gateway.oauth_client import ClientCredentials, new_client_secret, token_url_for
 from gateway.pseudonyms import PseudonymMap
 from gateway.resolve import fetch_links, resolve_links
 from gateway.schema import default_schema, default_schema_path
-from keys import SigningKey, new_secret, write_secret
+from keys import SigningKey, new_secret, save_signing_key, write_secret
 from keys.errors import PlacelinkError
+from linkage.clients import hash_client_secret
 from linkage.dashboard_page import snapshot_page
 from linkage.hotspots import DEFAULT_MEASURES
 from linkage.quality import PairwiseQuality, pairwise_quality
@@ -58,6 +60,7 @@ class DemoResult:
     bytes_sent: int
     files: dict[str, Path] = field(default_factory=dict)
     policy_line: str = ""
+    audit_line: str = ""
 
 
 def _enrolled_policy(
@@ -99,6 +102,29 @@ def _policy_line(policy: Policy) -> str:
     )
 
 
+def _register_clients(
+    keys_dir: Path, policy_id: str, node_keys: dict[str, SigningKey]
+) -> tuple[Path, Path, dict[str, str]]:
+    """The clients file, the service's token-signing key (unencrypted: a throwaway demo) and
+    the analyst's and operator's secrets (kept in memory; the file holds only hashes)."""
+    secrets = {"analyst": new_client_secret(), "operator": new_client_secret()}
+    entries: list[dict[str, Any]] = [
+        {"client_id": f"{agency}-gateway", "party": agency, "policies": [policy_id],
+         "scopes": ["submit", "links:read"], "public_key": key.public_raw.hex()}
+        for agency, key in node_keys.items()
+    ]  # fmt: skip
+    for client_id, party, scope in (("analyst", "task_force", "query:hotspots"),
+                                    ("operator", "linkage", "admin")):  # fmt: skip
+        hashed = hash_client_secret(secrets[client_id])
+        entries.append({"client_id": client_id, "party": party, "policies": [policy_id],
+                        "scopes": [scope], "secret_hash": hashed})  # fmt: skip
+    clients = keys_dir / "clients.yaml"
+    clients.write_text(yaml.safe_dump({"clients": entries}, sort_keys=False), encoding="utf-8")
+    signing = keys_dir / "oauth-signing.pem"
+    save_signing_key(signing, SigningKey.generate(), passphrase=None, unencrypted_unsafe=True)
+    return clients, signing, secrets
+
+
 def _post(
     service: RunningService, path: str, token: str, body: dict[str, Any] | None = None
 ) -> Any:
@@ -125,6 +151,7 @@ def _fresh_dirs(out: Path) -> dict[str, Path]:
         "gateways",
         "keys",
         "service.log",
+        "service-audit.jsonl",
     ):
         target = out / stale
         if target.is_dir():
@@ -156,19 +183,26 @@ def run_demo(out: Path, *, seed: int = 7, people: int = 3000, progress: bool = T
     secret = new_secret()
     write_secret(secret, dirs["keys"] / "linkage.secret", passphrase=None, unencrypted_unsafe=True)
     node_keys = {agency: SigningKey.generate() for agency in csvs}
-    token = secrets.token_urlsafe(32)
     document, trusted = _dpo_signed(_enrolled_policy(node_keys, schema.sha256, today))
     policy_path = out / "policy.yaml"
     dump_policy(document, policy_path)
     policy = parse_policy(document, where=str(policy_path))
+    clients, signing, client_secrets = _register_clients(dirs["keys"], policy.policy_id, node_keys)
     service = start_service(
         database_url=f"sqlite:///{out / 'linkage.db'}",
         policy_paths=[policy_path],
         schema_paths=[default_schema_path()],
-        token_sha256=[hashlib.sha256(token.encode()).hexdigest()],
         log_path=out / "service.log",
         trusted_dpo_keys=trusted,
+        clients_path=clients,
+        oauth_signing_key=signing,
+        oauth_key_unencrypted_unsafe=True,
     )
+    token_url = token_url_for(service.url)
+    gateways = {
+        agency: ClientCredentials(token_url, f"{agency}-gateway", node_key=node_keys[agency])
+        for agency in csvs
+    }
     try:
         records, sent = {}, 0
         for agency in tqdm(csvs, desc="gateways publishing", unit="agency", disable=not progress):
@@ -187,13 +221,20 @@ def run_demo(out: Path, *, seed: int = 7, people: int = 3000, progress: bool = T
                 node_key=node_keys[agency],
                 trust=PolicyTrust(frozenset(trusted)),
                 today=today,
+                auth=gateways[agency].headers,
             )
             records[agency] = len(publication.result.batch)
             sent += publication.bytes_sent
-        summary = _post(service, f"/v1/policies/{policy.policy_id}/link-runs", token)
-        answers = _hotspot_answers(service, policy.policy_id, token)
+        operator = ClientCredentials(
+            token_url, "operator", client_secret=client_secrets["operator"]
+        )
+        analyst = ClientCredentials(token_url, "analyst", client_secret=client_secrets["analyst"])
+        summary = _post(
+            service, f"/v1/policies/{policy.policy_id}/link-runs", operator.access_token()
+        )
+        answers = _hotspot_answers(service, policy.policy_id, analyst.access_token())
         rows = answers["table"]["rows"]
-        predicted = _resolve_all(service, policy.policy_id, list(csvs), dirs["gateways"], token)
+        predicted = _resolve_all(service, policy.policy_id, gateways, dirs["gateways"])
     finally:
         service.stop()
     truth = {f"{agency}:{rid}": person for agency, rid, person in town.truth}
@@ -211,6 +252,7 @@ def run_demo(out: Path, *, seed: int = 7, people: int = 3000, progress: bool = T
         "dashboard": out / "dashboard.html",
     }
     result.policy_line = _policy_line(policy)
+    result.audit_line = _audit_line(service, dirs["gateways"], node_keys)
     return result
 
 
@@ -228,12 +270,13 @@ def _hotspot_answers(service: RunningService, policy_id: str, token: str) -> dic
 
 
 def _resolve_all(
-    service: RunningService, policy_id: str, agencies: list[str], state: Path, token: str
+    service: RunningService, policy_id: str, gateways: dict[str, ClientCredentials], state: Path
 ) -> dict[str, str]:
-    """Each agency resolves its own links through its own pseudonym map (as its staff would)."""
+    """Each agency resolves its own links through its own pseudonym map (as its staff would),
+    with its own gateway's token: no agency can read another's links."""
     predicted = {}
-    for agency in agencies:
-        links = fetch_links(service.url, policy_id, agency, token=token)
+    for agency, credentials in gateways.items():
+        links = fetch_links(service.url, policy_id, agency, token=credentials.access_token())
         local = resolve_links(links, PseudonymMap.load(state / agency / f"{agency}.ids"))
         predicted.update({f"{agency}:{rid}": entity for rid, entity in local.items()})
     return predicted
@@ -277,9 +320,36 @@ def format_summary(result: DemoResult) -> str:
         f"wrote {result.files.get('hotspots')} and {result.files.get('report')}",
         f"dashboard snapshot: {result.files.get('dashboard')} (open it in a browser; the live "
         "dashboard is served at /dashboard by the linkage service, see docs/analyst.md)",
+        result.audit_line,
         f"done in {result.seconds:.1f} s",
     ]
     return "\n".join(lines)
+
+
+def _audit_line(service: RunningService, gateways: Path, node_keys: dict[str, SigningKey]) -> str:
+    """Both sides' audit logs verified, the service's against the checkpoints the gateways
+    kept (docs/dpo.md#audit-trail)."""
+    from policies.audit_events import SERVICE_CHECKPOINTS, read_checkpoints
+    from policies.audit_store import FileLog
+    from policies.audit_verify import verify_log
+
+    held = [c for a in node_keys for c in read_checkpoints(gateways / a / SERVICE_CHECKPOINTS)]
+    log = service.audit_log or Path("service-audit.jsonl")
+    verdict = verify_log(
+        FileLog(log).lines(), trusted_keys=frozenset({service.service_key}), held=held
+    )
+    gateways_ok = all(
+        verify_log(
+            FileLog(gateways / a / "audit.jsonl").lines(), trusted_keys=frozenset({k.fingerprint})
+        ).ok
+        for a, k in node_keys.items()
+    )
+    state = "OK" if verdict.ok and gateways_ok else "TAMPERED"
+    return (
+        f"audit logs {state}: service {verdict.entries} entries, "
+        f"{verdict.checkpoints} checkpoints, {len(held)} held by the gateways "
+        f"(placelink audit verify --log {log} --key {service.service_key})"
+    )
 
 
 def _as_number(value: Any) -> float:

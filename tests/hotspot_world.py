@@ -4,7 +4,6 @@ dates around today) and a store holding synthetic linked entities (placelink.ent
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ from linkage.server import RunningService, start_service
 from linkage.storage import Store
 from placelink.entities import declare_flags, linked_records
 from policies.model import Policy, dump_policy, parse_policy
+from tests.oauth_clients import credentials, write_oauth_files
 from tests.policy_keys import example_dpo_keys, example_trust, sign_document
 
 EXAMPLE_POLICY = Path(policies.__file__).parent / "examples" / "task-force.yaml"
@@ -43,11 +43,11 @@ def write_policy(folder: Path, **disclosure: Any) -> tuple[Path, Policy]:
     return path, parse_policy(document, where=str(path))
 
 
-def start_linked_service(
-    folder: Path, entities: int, token: str, **disclosure: Any
-) -> RunningService:
+def start_linked_service(folder: Path, entities: int, **disclosure: Any) -> RunningService:
     """The real linkage service (gunicorn on loopback) over a store preloaded with
-    ``entities`` synthetic linked entities; the caller stops it."""
+    ``entities`` synthetic linked entities, with the test OAuth clients of
+    tests/oauth_clients.py (get the analyst's token with ``analyst_token(service.url)``);
+    the caller stops it."""
     policy_path, _ = write_policy(folder, **disclosure)
     url = f"sqlite:///{folder / 'linkage.db'}"
     Store(url).load_linked_records(POLICY_ID, linked_records(entities, seed=11))
@@ -55,7 +55,12 @@ def start_linked_service(
         database_url=url,
         policy_paths=[policy_path],
         schema_paths=[default_schema_path()],
-        token_sha256=[hashlib.sha256(token.encode()).hexdigest()],
         log_path=folder / "service.log",
         trusted_dpo_keys=trusted_dpo_keys(),
+        **write_oauth_files(folder / "oauth", {}).service_kwargs(),
     )
+
+
+def analyst_token(url: str) -> str:
+    """A real access token for the test client ``analyst`` from the service at ``url``."""
+    return credentials(url, "analyst").access_token()

@@ -60,7 +60,6 @@ def build_node_world(
     source: str = "police",
     people: int = 200,
     service_url: str = "http://127.0.0.1:9",
-    service_token: str | None = None,
 ) -> NodeWorld:
     """Everything on disk under ``folder``; ``env`` configures the API of ``source``'s node."""
     town = generate_town(seed=11, people=people)
@@ -88,9 +87,6 @@ def build_node_world(
         "PLACELINK_NODE_STAFF_TOKEN_SHA256": sha256(staff),
         "PLACELINK_NODE_OPERATOR_TOKEN_SHA256": sha256(operator),
     }
-    if service_token is not None:
-        (folder / "service.token").write_text(service_token + "\n", encoding="utf-8")
-        env["PLACELINK_NODE_SERVICE_TOKEN_FILE"] = str(folder / "service.token")
     return NodeWorld(folder, town, source, secret, node_keys, policy_path, staff, operator, env)
 
 

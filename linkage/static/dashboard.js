@@ -1,5 +1,7 @@
 /* placelink hot-spot dashboard: plain JS and inline SVG, nothing fetched from elsewhere.
- * Live mode: sign in with an analyst token (kept in sessionStorage), then every figure comes
+ * Live mode: sign in with the analyst's OAuth client id and secret; the page trades them at
+ * this service's token endpoint for a short-lived access token (kept in sessionStorage; the
+ * secret is not kept), then every figure comes
  * from the linkage service's hot-spot API under disclosure control. Snapshot mode: a page
  * written by `placelink demo` embeds published answers in #snapshot and needs no sign-in. */
 "use strict";
@@ -255,7 +257,7 @@
       document.body.dataset.ready = "yes";
     } catch (error) {
       $("query-error").textContent = error.message;
-      if (error.status === 403 && /token/.test(error.message)) signOut();
+      if (error.status === 401) signOut();
     }
   }
 
@@ -300,9 +302,17 @@
   async function signIn(event) {
     event.preventDefault();
     $("signin-error").textContent = "";
-    sessionStorage.setItem(TOKEN_KEY, $("token").value.trim());
-    $("token").value = "";
+    const form = new URLSearchParams({
+      grant_type: "client_credentials",
+      client_id: $("client-id").value.trim(),
+      client_secret: $("client-secret").value,
+    });
+    $("client-secret").value = "";
     try {
+      const response = await fetch("/v1/oauth/token", { method: "POST", body: form });
+      const answer = await response.json().catch(() => ({}));
+      if (!response.ok || !answer.access_token) throw new Error(answer.error || response.statusText);
+      sessionStorage.setItem(TOKEN_KEY, answer.access_token);
       await signedIn();
     } catch (error) {
       sessionStorage.removeItem(TOKEN_KEY);

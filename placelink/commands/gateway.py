@@ -19,8 +19,13 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from placelink.commands import Commands
+
+if TYPE_CHECKING:
+    from gateway.oauth_client import ClientCredentials
+    from keys import SigningKey
 
 TRUST_VARIABLE = "PLACELINK_TRUSTED_DPO_KEYS"
 NODE_API_BIND = "127.0.0.1:8090"  # local to the agency by default
@@ -49,6 +54,7 @@ def _publish(args: argparse.Namespace) -> int:
     config = NodeConfig(
         args.source, Path(args.input), Path(args.mapping), Path(args.state), args.service
     )
+    credentials = _credentials(args, node_key)
     record, error = publish_and_record(
         lambda: publish(
             config,
@@ -59,6 +65,7 @@ def _publish(args: argparse.Namespace) -> int:
             epoch=secret.epoch,
             today=dt.date.today(),
             trust=PolicyTrust(_trusted_dpo_keys()),
+            auth=credentials.headers,
         ),
         state_dir=config.state_dir,
         trigger="cli",
@@ -68,6 +75,25 @@ def _publish(args: argparse.Namespace) -> int:
         raise error
     print(f"published {record.records} records of {args.source} under epoch {record.epoch}")
     return 0
+
+
+def _credentials(args: argparse.Namespace, node_key: SigningKey) -> ClientCredentials:
+    """The node's OAuth client: ``private_key_jwt`` with its node key, unless a client secret
+    is given (``--client-secret-file`` or PLACELINK_CLIENT_SECRET)."""
+    from gateway.oauth_client import (
+        CLIENT_ID_ENV,
+        ClientCredentials,
+        read_client_secret,
+        token_url_for,
+    )
+
+    client_id = args.client_id or os.environ.get(CLIENT_ID_ENV, "") or f"{args.source}-gateway"
+    secret_file = Path(args.client_secret_file) if args.client_secret_file else None
+    secret = read_client_secret(secret_file)
+    token_url = args.token_url or token_url_for(args.service)
+    if secret:
+        return ClientCredentials(token_url, client_id, client_secret=secret, scope="submit")
+    return ClientCredentials(token_url, client_id, node_key=node_key, scope="submit")
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -141,6 +167,9 @@ def register(commands: Commands) -> None:
     add("--service", required=True, help="the linkage service's URL")
     add("--schema", help="linkage schema YAML (default: the shipped one)")
     add("--unencrypted-unsafe", action="store_true", help="accept an unencrypted node key")
+    add("--client-id", help="OAuth client id (else $PLACELINK_CLIENT_ID, else SOURCE-gateway)")
+    add("--client-secret-file", help="use a client secret, not the node key (private_key_jwt)")
+    add("--token-url", help="token endpoint (default: the service's /v1/oauth/token)")
     publish.set_defaults(handler=_publish)
 
     serve = verbs.add_parser(

@@ -2,7 +2,8 @@
 
 The query goes to the service's API, so it is checked, disclosure-controlled, charged to the
 analyst's privacy budget where the policy sets one, and recorded, exactly as from the
-dashboard. The analyst token comes from ``--token-file`` or ``PLACELINK_TOKEN``, never argv.
+dashboard. The access token comes from the analyst's OAuth client credentials or a token
+file (:mod:`placelink.commands.credentials`), never argv.
 """
 
 from __future__ import annotations
@@ -11,12 +12,11 @@ import argparse
 import json
 import os
 import sys
-from pathlib import Path
 from typing import Any
 
 from placelink.commands import Commands
+from placelink.commands.credentials import access_token, add_credential_flags
 
-TOKEN_ENV = "PLACELINK_TOKEN"  # noqa: S105 (the name of an environment variable)
 URL_ENV = "PLACELINK_URL"
 
 
@@ -37,25 +37,6 @@ def build_query(args: argparse.Namespace) -> dict[str, Any]:
     return {"kind": args.kind, "by": args.by, "filter": query_filter}
 
 
-def _token(args: argparse.Namespace) -> str:
-    from keys.errors import AccessError, ConfigError
-
-    if args.token_file:
-        try:
-            return Path(args.token_file).read_text(encoding="utf-8").strip()
-        except OSError:
-            raise ConfigError(
-                f"cannot read the token file {args.token_file}", fix="check the path"
-            ) from None
-    token = os.environ.get(TOKEN_ENV, "").strip()
-    if not token:
-        raise AccessError(
-            "no analyst token was given",
-            fix=f"pass --token-file FILE or set {TOKEN_ENV}; never put a token on the command line",
-        )
-    return token
-
-
 def _print_table(answer: dict[str, Any]) -> None:
     label = "agency" if answer["kind"] == "cooccurrence" else "area"
     columns = answer["columns"]
@@ -74,7 +55,7 @@ def _hotspots(args: argparse.Namespace) -> int:
     from keys.errors import InputError, PlacelinkError
 
     url = f"{args.url.rstrip('/')}/v1/policies/{args.policy}/hotspots"
-    headers = {"Authorization": f"Bearer {_token(args)}"}
+    headers = {"Authorization": f"Bearer {access_token(args, args.url)}"}
     try:
         response = requests.post(
             url, json=build_query(args), headers=headers, timeout=60,
@@ -107,7 +88,7 @@ def register(commands: Commands) -> None:
     add = hotspots.add_argument
     add("--policy", required=True, help="policy id the query is asked under")
     add("--url", default=os.environ.get(URL_ENV, "http://127.0.0.1:8000"), help="service URL")
-    add("--token-file", help=f"file holding the analyst token (else ${TOKEN_ENV})")
+    add_credential_flags(hotspots)
     add("--kind", choices=["table", "trend", "cooccurrence"], default="table")
     add("--by", default="area", help="grouping attribute the policy releases (area)")
     add("--min-agencies", type=int, default=1, help="known to at least N agencies")

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from keys.errors import ConfigError, KeyMaterialError
 from placelink.commands import Commands
+from placelink.commands.audit import record_key_event
 
 if TYPE_CHECKING:
     from keys import LinkageSecret
@@ -20,7 +20,6 @@ if TYPE_CHECKING:
 SECRET_VARIABLE = "PLACELINK_SECRET_PASSPHRASE"  # noqa: S105 (variable names)
 NODE_VARIABLE = "PLACELINK_NODE_PASSPHRASE"
 DPO_VARIABLE = "PLACELINK_DPO_PASSPHRASE"
-ADMIN_TOKEN_VARIABLE = "PLACELINK_ADMIN_TOKEN"  # noqa: S105
 
 
 def _refuse_overwrite(path: Path, force: bool) -> None:
@@ -49,6 +48,7 @@ def _write_secret_file(args: argparse.Namespace, secret: LinkageSecret, output: 
     output.parent.mkdir(parents=True, exist_ok=True)
     write_secret(secret, output, passphrase=passphrase, unencrypted_unsafe=args.unencrypted_unsafe)
     state = "UNENCRYPTED" if passphrase is None else "encrypted"
+    record_key_event(args, epoch=secret.epoch)
     print(f"wrote the linkage secret for epoch {secret.epoch} to {output} ({state}, mode 0600)")
 
 
@@ -81,6 +81,7 @@ def _secret_split(args: argparse.Namespace) -> int:
     for number, (path, words) in enumerate(zip(paths, mnemonics, strict=True), start=1):
         write_share(path, words, number=number, count=args.shares, threshold=args.threshold)
         print(f"wrote {path}")
+    record_key_event(args, epoch=secret.epoch, shares=args.shares, threshold=args.threshold)
     print(f"any {args.threshold} of the {args.shares} shares rebuild epoch {secret.epoch}'s secret")
     return 0
 
@@ -118,6 +119,7 @@ def _node_new(args: argparse.Namespace) -> int:
         folder, keys, passphrase=passphrase, unencrypted_unsafe=args.unencrypted_unsafe
     )
     print(f"wrote {paths['signing']}, {paths['sealing']} and {paths['public']}", file=sys.stderr)
+    record_key_event(args, node_key=keys.signing.fingerprint)
     print(
         json.dumps(keys.public_description(), indent=2) if args.json else keys.signing.fingerprint
     )
@@ -133,6 +135,7 @@ def _dpo_new(args: argparse.Namespace) -> int:
     key = SigningKey.generate()
     output.parent.mkdir(parents=True, exist_ok=True)
     save_signing_key(output, key, passphrase=passphrase, unencrypted_unsafe=args.unencrypted_unsafe)
+    record_key_event(args)
     print(f"wrote {output}", file=sys.stderr)
     print(key.fingerprint)
     return 0
@@ -140,14 +143,26 @@ def _dpo_new(args: argparse.Namespace) -> int:
 
 def _revoke(args: argparse.Namespace) -> int:
     from linkage.revocations import revoke_at_service
+    from placelink.commands.credentials import access_token
 
-    token = os.environ.get(ADMIN_TOKEN_VARIABLE, "")
-    if not token:
-        raise KeyMaterialError(
-            f"{ADMIN_TOKEN_VARIABLE} is not set", fix="export the service's admin token"
-        )
+    token = access_token(args, args.service, scope="admin")
     answer = revoke_at_service(args.service, args.node_key, token=token)
     print(f"revoked {answer['node_key']} at {answer['revoked_at']}; its uploads are refused")
+    return 0
+
+
+def _client_secret(args: argparse.Namespace) -> int:
+    """A new OAuth client secret in a 0600 file; stdout: the hash for the clients file."""
+    from gateway.oauth_client import new_client_secret
+    from keys.keyfiles import write_private_file
+    from linkage.clients import hash_client_secret
+
+    output = Path(args.output)
+    _refuse_overwrite(output, args.force)
+    secret = new_client_secret()
+    write_private_file(output, (secret + "\n").encode())
+    print(f"wrote the client secret to {output}; give it to the client only", file=sys.stderr)
+    print(f'secret_hash: "{hash_client_secret(secret)}"')
     return 0
 
 
@@ -158,6 +173,7 @@ def _add_write_flags(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="write the key without a passphrase (tests and throwaway demos only)",
     )
+    parser.add_argument("--audit-log", help="an audit log to record the key event in (docs/dpo.md)")
 
 
 def _register_secret(nouns: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -175,6 +191,7 @@ def _register_secret(nouns: argparse._SubParsersAction[argparse.ArgumentParser])
     split.add_argument("--shares", type=int, required=True, help="shares to make (<= 16)")
     split.add_argument("--output-dir", required=True, help="folder for share-N-of-M.txt files")
     split.add_argument("--force", action="store_true", help="overwrite existing share files")
+    split.add_argument("--audit-log", help="an audit log to record the split in (docs/dpo.md)")
     split.set_defaults(handler=_secret_split)
     combine = verbs.add_parser("combine", help="rebuild the secret from shares, on a gateway")
     combine.add_argument("shares", nargs="+", help="share files (at least the threshold)")
@@ -207,7 +224,14 @@ def register(commands: Commands) -> None:
     dpo_new.add_argument("--output", required=True, help="key file to write (mode 0600)")
     _add_write_flags(dpo_new)
     dpo_new.set_defaults(handler=_dpo_new)
+    client = nouns.add_parser("client-secret", help="make an OAuth client secret and its hash")
+    client.add_argument("--output", required=True, help="file for the secret (mode 0600)")
+    client.add_argument("--force", action="store_true", help="overwrite an existing file")
+    client.set_defaults(handler=_client_secret)
     revoke = nouns.add_parser("revoke", help="stop a node key's uploads at once")
     revoke.add_argument("--service", required=True, help="the linkage service's URL")
     revoke.add_argument("--node-key", required=True, help="fingerprint (ed25519:...) to revoke")
+    from placelink.commands.credentials import add_credential_flags
+
+    add_credential_flags(revoke)
     revoke.set_defaults(handler=_revoke)

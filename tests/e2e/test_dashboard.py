@@ -17,7 +17,8 @@ import requests
 
 from linkage.server import RunningService
 from tests.conftest import require
-from tests.hotspot_world import POLICY_ID, start_linked_service
+from tests.hotspot_world import POLICY_ID, analyst_token, start_linked_service
+from tests.oauth_clients import TEST_SECRETS
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser, pytest.mark.slow]
 CHROMIUM = "/usr/bin/chromium"
@@ -25,13 +26,12 @@ CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]  # fmt: skip
-TOKEN = "dashboard-analyst-token-5c3a"
 SCREENSHOT_DIR = Path(os.environ.get("PLACELINK_SCREENSHOTS", "test-artifacts"))
 
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningService]:
-    running = start_linked_service(tmp_path_factory.mktemp("dashboard"), 4000, TOKEN)
+    running = start_linked_service(tmp_path_factory.mktemp("dashboard"), 4000)
     yield running
     running.stop()
 
@@ -55,7 +55,7 @@ def api_answer(service: RunningService, query: dict[str, Any]) -> dict[str, Any]
     response = requests.post(
         f"{service.url}/v1/policies/{POLICY_ID}/hotspots",
         json=query,
-        headers={"Authorization": f"Bearer {TOKEN}"},
+        headers={"Authorization": f"Bearer {analyst_token(service.url)}"},
         timeout=30,
     )
     assert response.ok, response.text
@@ -72,13 +72,22 @@ def test_signs_in_queries_and_shows_the_apis_numbers(service: RunningService, br
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.goto(f"{service.url}/dashboard")
-    # deny by default: a wrong token is refused and shows nothing
-    page.fill("#token", "not-the-token")
+    # deny by default: a wrong secret is refused and shows nothing
+    page.fill("#client-id", "analyst")
+    page.fill("#client-secret", "not-the-secret")
     page.click("#signin-form button")
     page.wait_for_selector("#signin-error:has-text('refused')")
     assert page.is_hidden("#query") and page.is_hidden("#results")
-    # sign in and ask: known to 3+ agencies, police among them, from 2025
-    page.fill("#token", TOKEN)
+    # a client without the hot-spot scope gets a token but no figures
+    page.fill("#client-id", "admin")
+    page.fill("#client-secret", TEST_SECRETS["admin"])
+    page.click("#signin-form button")
+    page.wait_for_selector("#signin-error:has-text('scope')")
+    assert page.is_hidden("#query")
+    # sign in with the analyst's client credentials and ask: known to 3+ agencies, police among
+    # them, from 2025
+    page.fill("#client-id", "analyst")
+    page.fill("#client-secret", TEST_SECRETS["analyst"])
     page.click("#signin-form button")
     page.wait_for_selector("#query:not([hidden])")
     page.select_option("#min-agencies", "3")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
-import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -23,10 +23,12 @@ from sqlalchemy import create_engine, select
 
 import policies
 from gateway.schema import default_schema, default_schema_path
+from keys.sealing import NODE_PUBLIC_FILE
 from linkage.server import RunningService, start_service
 from linkage.storage import BatchRow
 from placelink.town import generate_town, write_town
 from policies.model import dump_policy
+from tests.oauth_clients import TEST_SECRETS, bearer, credentials, write_oauth_files
 from tests.policy_keys import EXAMPLE_DPOS, example_dpo_keys, example_trust, sign_document
 
 pytestmark = pytest.mark.e2e
@@ -35,7 +37,7 @@ GATEWAYS = {"police": ("share-1-of-5.txt", "share-3-of-5.txt", "share-5-of-5.txt
 POLICY_ID = yaml.safe_load(
     (Path(policies.__file__).parent / "examples" / "task-force.yaml").read_text()
 )["policy_id"]
-ANALYST, ADMIN = "analyst-token-for-the-test", "admin-token-for-the-test"
+ADMIN = TEST_SECRETS["admin"]
 PASSPHRASES = {
     "PLACELINK_SECRET_PASSPHRASE": "ceremony passphrase words",
     "PLACELINK_NODE_PASSPHRASE": "node passphrase words",
@@ -115,7 +117,7 @@ def ceremony(work: Path, secret: str, shares: str) -> None:
 def link(service: RunningService) -> dict[str, Any]:
     response = requests.post(
         f"{service.url}/v1/policies/{POLICY_ID}/link-runs",
-        headers={"Authorization": f"Bearer {ANALYST}"},
+        headers=bearer(credentials(service.url, "admin").access_token()),
         timeout=300,
     )
     assert response.status_code == 201, response.text
@@ -129,19 +131,20 @@ def running(tmp_path: Path) -> Iterator[tuple[Path, RunningService]]:
     write_town(generate_town(seed=3, people=250), work)
     ok(placelink("keys", "secret", "new", "--output", "ceremony/linkage.secret", cwd=work))
     ceremony(work, "linkage.secret", "shares")
-    fingerprints = {}
+    fingerprints, public_keys = {}, {}
     for agency, _ in GATEWAYS.items():
-        out = ok(placelink("keys", "node", "new", "--output-dir",
-                           work / "gateways" / agency / "node", cwd=work))  # fmt: skip
+        node = work / "gateways" / agency / "node"
+        out = ok(placelink("keys", "node", "new", "--output-dir", node, cwd=work))
         fingerprints[agency] = out.strip()
+        described = json.loads((node / NODE_PUBLIC_FILE).read_text())
+        public_keys[agency] = bytes.fromhex(described["signing_public_key"])
     service = start_service(
         database_url=f"sqlite:///{work / 'linkage.db'}",
         policy_paths=[_policy(work, fingerprints)],
         schema_paths=[default_schema_path()],
-        token_sha256=[hashlib.sha256(ANALYST.encode()).hexdigest()],
-        admin_token_sha256=[hashlib.sha256(ADMIN.encode()).hexdigest()],
         log_path=work / "service.log",
         trusted_dpo_keys=TRUSTED,
+        **write_oauth_files(work / "oauth", public_keys).service_kwargs(),
     )
     (work / "url").write_text(service.url)
     (work / "fingerprints.yaml").write_text(yaml.safe_dump(fingerprints))
@@ -188,10 +191,15 @@ def test_ceremony_rotation_and_revocation_from_the_cli(
     # revocation: police's node key is revoked; its next upload is refused, health's is not
     police_key = yaml.safe_load((work / "fingerprints.yaml").read_text())["police"]
     refused = placelink("keys", "revoke", "--service", service.url, "--node-key", police_key,
-                        cwd=work, PLACELINK_ADMIN_TOKEN="not the admin token")  # fmt: skip
-    assert refused.returncode == 1
+                        cwd=work, PLACELINK_CLIENT_ID="admin",
+                        PLACELINK_CLIENT_SECRET="not the admin secret")  # fmt: skip
+    assert refused.returncode == 1 and "invalid_client" in refused.stderr
+    as_analyst = placelink("keys", "revoke", "--service", service.url, "--node-key", police_key,
+                           cwd=work, PLACELINK_CLIENT_ID="analyst",
+                           PLACELINK_CLIENT_SECRET=TEST_SECRETS["analyst"])  # fmt: skip
+    assert as_analyst.returncode == 1  # no admin scope: the token endpoint refuses the scope
     ok(placelink("keys", "revoke", "--service", service.url, "--node-key", police_key,
-                 cwd=work, PLACELINK_ADMIN_TOKEN=ADMIN))  # fmt: skip
+                 cwd=work, PLACELINK_CLIENT_ID="admin", PLACELINK_CLIENT_SECRET=ADMIN))  # fmt: skip
     blocked = publish(work, "police", "linkage.secret.next")
     assert blocked.returncode == 1 and "revoked" in blocked.stderr
     ok(publish(work, "health", "linkage.secret.next"))

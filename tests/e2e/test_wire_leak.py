@@ -26,6 +26,7 @@ from linkage.server import RunningService, start_service
 from placelink.town import Town, generate_town, write_town
 from policies.model import Policy, dump_policy, parse_policy
 from tests.e2e.wiretap import Wiretap
+from tests.oauth_clients import credentials, gateway_client_id, write_oauth_files
 from tests.policy_keys import enrolled_document, example_trust
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,11 +63,12 @@ def needles(values: set[str]) -> set[bytes]:
 
 
 def haystack(captured: bytes) -> bytes:
-    """The capture plus the decoded form of every base64url header value in it."""
-    decoded = [
-        base64.urlsafe_b64decode(m + b"=" * (-len(m) % 4))
-        for m in re.findall(rb"Placelink-(?:Manifest|Signature): ([A-Za-z0-9_-]+)", captured)
-    ]
+    """The capture plus the decoded form of every base64url header value in it, and of every
+    part of every JWT (access tokens, client assertions)."""
+    found = re.findall(rb"Placelink-(?:Manifest|Signature): ([A-Za-z0-9_-]+)", captured)
+    for jwt in re.findall(rb"[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]+", captured):
+        found += jwt.split(b".")
+    decoded = [base64.urlsafe_b64decode(m + b"=" * (-len(m) % 4)) for m in found]
     return captured + b"".join(decoded)
 
 
@@ -95,8 +97,9 @@ def setting(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setting]:
     service = start_service(
         database_url=f"sqlite:///{out / 'db.sqlite'}", policy_paths=[out / "policy.yaml"],
         schema_paths=[default_schema_path()],
-        token_sha256=[], log_path=out / "service.log",
+        log_path=out / "service.log",
         trusted_dpo_keys=sorted(example_trust().trusted_dpo_keys),
+        **write_oauth_files(out / "oauth", keys).service_kwargs(),
     )  # fmt: skip
     try:
         yield Setting(town, out, service, keys, parse_policy(document))
@@ -114,13 +117,15 @@ def test_no_identifier_crosses_the_wire(setting: Setting) -> None:
                 agency, out / "agencies" / f"{agency}.csv",
                 out / "agencies" / f"{agency}.mapping.yaml", out / "state", tap.url,
             )  # fmt: skip
+            gateway = credentials(tap.url, gateway_client_id(agency), setting.keys[agency])
             publish(config, policy=setting.policy, schema=default_schema(), secret=secret,
                     node_key=setting.keys[agency], trust=example_trust(),
-                    today=dt.date.today())  # fmt: skip
+                    today=dt.date.today(), auth=gateway.headers)  # fmt: skip
     finally:
         tap.stop()
     wanted = needles(identifier_values(town))
     assert len(tap.captured) > 100_000, "the capture saw too little traffic to mean anything"
+    assert b"/v1/oauth/token" in tap.captured and b"Bearer " in tap.captured
     assert hits(bytes(tap.captured), wanted) == []
 
 

@@ -17,21 +17,25 @@ import requests
 
 from linkage.server import RunningService
 from tests.hotspot_world import POLICY_ID, start_linked_service
+from tests.oauth_clients import TEST_SECRETS, credentials
 
-TOKEN = "cli-analyst-token-1b9d"
+ANALYST = {"PLACELINK_CLIENT_ID": "analyst", "PLACELINK_CLIENT_SECRET": TEST_SECRETS["analyst"]}
+CREDENTIAL_VARIABLES = ("PLACELINK_TOKEN", "PLACELINK_CLIENT_ID", "PLACELINK_CLIENT_SECRET")
 
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningService]:
-    running = start_linked_service(tmp_path_factory.mktemp("cli-hotspots"), 2000, TOKEN)
+    running = start_linked_service(tmp_path_factory.mktemp("cli-hotspots"), 2000)
     yield running
     running.stop()
 
 
-def placelink(*args: str, token: str | None = TOKEN) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "PLACELINK_TOKEN"}
-    if token is not None:
-        env["PLACELINK_TOKEN"] = token
+def placelink(*args: str, **credentials: str) -> subprocess.CompletedProcess[str]:
+    """The command with the analyst's client credentials in its environment, unless others
+    are given (``{}``: none at all)."""
+    env = {k: v for k, v in os.environ.items() if k not in CREDENTIAL_VARIABLES}
+    env.update(ANALYST if "none" not in credentials and not credentials else {})
+    env.update({k: v for k, v in credentials.items() if k != "none"})
     command = [sys.executable, "-m", "placelink", "hotspots", "--policy", POLICY_ID, *args]
     return subprocess.run(
         command, capture_output=True, text=True, timeout=120, env=env, check=False
@@ -45,7 +49,7 @@ def test_the_command_answers_what_the_api_answers(service: RunningService) -> No
     api = requests.post(
         f"{service.url}/v1/policies/{POLICY_ID}/hotspots",
         json={"filter": {"min_agencies": 3}},
-        headers={"Authorization": f"Bearer {TOKEN}"},
+        headers=credentials(service.url, "analyst").headers(),
         timeout=30,
     ).json()
     import json
@@ -70,12 +74,28 @@ def test_csv_export_and_readable_table(service: RunningService) -> None:
 def test_missing_token_and_refusals_fail_with_a_fix(
     service: RunningService, tmp_path: Path
 ) -> None:
-    missing = placelink("--url", service.url, token=None)
-    assert missing.returncode == 1 and "fix:" in missing.stderr and "--token-file" in missing.stderr
-    wrong = placelink("--url", service.url, token="not-the-token")
+    missing = placelink("--url", service.url, none="")
+    assert missing.returncode == 1 and "fix:" in missing.stderr
+    assert "PLACELINK_CLIENT_SECRET" in missing.stderr
+    wrong = placelink("--url", service.url, PLACELINK_TOKEN="not-a-token")
     assert wrong.returncode == 1 and "refused" in wrong.stderr
+    bad_secret = placelink(
+        "--url", service.url, PLACELINK_CLIENT_ID="analyst", PLACELINK_CLIENT_SECRET="wrong"
+    )
+    assert bad_secret.returncode == 1 and "invalid_client" in bad_secret.stderr
+    wrong_party = placelink(
+        "--url", service.url, PLACELINK_CLIENT_ID="police-analyst",
+        PLACELINK_CLIENT_SECRET=TEST_SECRETS["police-analyst"],
+    )  # fmt: skip
+    assert wrong_party.returncode == 1 and "refused" in wrong_party.stderr
     unknown = placelink("--url", service.url, "--all-of", "probation")
     assert unknown.returncode == 1 and "agency" in unknown.stderr
-    (tmp_path / "token").write_text(TOKEN + "\n", encoding="utf-8")
-    from_file = placelink("--url", service.url, "--token-file", str(tmp_path / "token"), token=None)
+    (tmp_path / "secret").write_text(TEST_SECRETS["analyst"] + "\n", encoding="utf-8")
+    secret_file = str(tmp_path / "secret")
+    from_file = placelink("--url", service.url, "--client-id", "analyst",
+                          "--client-secret-file", secret_file, none="")  # fmt: skip
     assert from_file.returncode == 0, from_file.stderr
+    token = credentials(service.url, "analyst").access_token()
+    (tmp_path / "token").write_text(token + "\n", encoding="utf-8")
+    with_token = placelink("--url", service.url, "--token-file", str(tmp_path / "token"), none="")
+    assert with_token.returncode == 0, with_token.stderr

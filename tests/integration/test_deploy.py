@@ -50,7 +50,7 @@ def test_gunicorn_config_serves_the_documented_entry_point(tmp_path: Path) -> No
                 time.sleep(0.2)
         assert answer is not None and answer.json() == {"status": "ok"}
         denied = requests.post(f"http://127.0.0.1:{port}/v1/policies/x/link-runs", timeout=5)
-        assert denied.status_code == 403
+        assert denied.status_code == 401 and denied.headers["WWW-Authenticate"]  # no token
         assert denied.headers["Content-Type"] == "application/problem+json"
     finally:
         process.terminate()

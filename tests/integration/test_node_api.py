@@ -7,7 +7,6 @@ synthetic truth. Two gunicorn workers and another process share one publication 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import os
 import subprocess
 import sys
@@ -33,10 +32,10 @@ from tests.node_world import (
     build_node_world,
     start_node_api,
 )
+from tests.oauth_clients import credentials, gateway_client_id, write_oauth_files
 from tests.policy_keys import example_trust
 
 ROOT = Path(__file__).resolve().parents[2]
-ANALYST = "analyst-token-for-the-node-test"  # tests only
 
 
 @dataclass
@@ -53,13 +52,12 @@ class Running:
 @pytest.fixture(scope="module")
 def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     folder = tmp_path_factory.mktemp("nodeapi")
-    world = build_node_world(folder, people=400, service_url="http://127.0.0.1:9",
-                             service_token=ANALYST)  # fmt: skip
+    world = build_node_world(folder, people=400, service_url="http://127.0.0.1:9")
     service = start_service(
         database_url=f"sqlite:///{folder / 'linkage.db'}", policy_paths=[world.policy_path],
         schema_paths=[default_schema_path()], log_path=folder / "service.log",
-        token_sha256=[hashlib.sha256(ANALYST.encode()).hexdigest()],
         trusted_dpo_keys=sorted(example_trust().trusted_dpo_keys),
+        **write_oauth_files(folder / "oauth", world.node_keys).service_kwargs(),
     )  # fmt: skip
     world.env["PLACELINK_NODE_SERVICE_URL"] = service.url
     try:
@@ -83,7 +81,8 @@ def _publish_the_other_agencies(running: Running) -> None:
         config = NodeConfig(agency, csv_path, mapping, world.folder / "others", running.service.url)
         publish(config, policy=load_policy(world.policy_path), schema=default_schema(),
                 secret=world.secret, node_key=world.node_keys[agency], trust=example_trust(),
-                today=dt.date.today())  # fmt: skip
+                today=dt.date.today(), auth=credentials(running.service.url,
+                gateway_client_id(agency), world.node_keys[agency]).headers)  # fmt: skip
 
 
 def test_publish_list_link_and_resolve_over_http(running: Running) -> None:
@@ -103,7 +102,7 @@ def test_publish_list_link_and_resolve_over_http(running: Running) -> None:
     _publish_the_other_agencies(running)
     link_run = requests.post(
         f"{running.service.url}/v1/policies/{POLICY_ID}/link-runs",
-        headers={"Authorization": f"Bearer {ANALYST}"},
+        headers=credentials(running.service.url, "admin").headers(),
         timeout=300,
     )
     assert link_run.status_code == 201, link_run.text
@@ -123,7 +122,12 @@ def _assert_agrees_with_the_truth(running: Running, police: dict[str, str]) -> N
     """Police records of people health also knows share the health record's entity: a wrong
     resolution (record IDs shuffled) would agree almost never."""
     others = running.world.folder / "others"
-    links = fetch_links(running.service.url, POLICY_ID, "health", token=ANALYST)
+    health_gateway = credentials(
+        running.service.url, "health-gateway", running.world.node_keys["health"]
+    )
+    links = fetch_links(
+        running.service.url, POLICY_ID, "health", token=health_gateway.access_token()
+    )
     health = resolve_links(links, PseudonymMap.load(others / "health.ids"))
     person = {(a, r): p for a, r, p in running.world.town.truth}
     by_person = {person["health", r]: e for r, e in health.items()}

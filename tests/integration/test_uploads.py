@@ -12,7 +12,7 @@ import hashlib
 import os
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ from placelink.town import generate_town, write_canonical_csv
 from policies.clks import EncodedBatch, load_clks
 from policies.model import Policy, dump_policy, parse_policy
 from tests.conftest import POSTGRES_URL_VARIABLE, _empty_postgres, require
+from tests.oauth_clients import credentials, gateway_client_id, write_oauth_files
 from tests.policy_keys import enrolled_document, example_trust
 from tests.unit.test_linkage_service import with_extra_attribute
 
@@ -69,8 +70,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
 def serve(world: World, database_url: str, name: str) -> RunningService:
     return start_service(
         database_url=database_url, policy_paths=[world.folder / "policy.yaml"],
-        schema_paths=[default_schema_path()], token_sha256=[],
+        schema_paths=[default_schema_path()],
         log_path=world.folder / f"{name}.log",
+        **write_oauth_files(world.folder / "oauth", world.keys).service_kwargs(),
         trusted_dpo_keys=sorted(example_trust().trusted_dpo_keys),
     )  # fmt: skip
 
@@ -96,6 +98,11 @@ def served(world: World, request: pytest.FixtureRequest) -> Iterator[Served]:
         running.stop()
         if request.param == "postgresql":
             _empty_postgres(url)
+
+
+def auth(world: World, url: str, agency: str = "police") -> Callable[[], Mapping[str, str]]:
+    """The agency gateway's access-token headers (private_key_jwt with its node key)."""
+    return credentials(url, gateway_client_id(agency), world.keys[agency]).headers
 
 
 def signed(world: World, agency: str = "police", **changes: Any) -> Submission:
@@ -131,12 +138,14 @@ def test_a_chunked_upload_round_trips_and_a_resend_changes_nothing(
     service, database_url = served.url, served.database_url
     sub = signed(world)
     assert len(sub.body) > 8 * CHUNK
-    first = upload(sub, service, chunk_bytes=CHUNK)
+    first = upload(sub, service, chunk_bytes=CHUNK, auth=auth(world, service))
+    assert first["audit_checkpoint"]["seq"] >= 0  # the service's audit log recorded it
+    first.pop("audit_checkpoint")
     assert first == {"batch_id": sub.manifest["batch_id"], "records": len(world.batches["police"]),
                      "already_stored": False}  # fmt: skip
     before = tables(database_url)
-    again = upload(sub, service, chunk_bytes=CHUNK)
-    assert again == {**first, "already_stored": True}
+    again = upload(sub, service, chunk_bytes=CHUNK, auth=auth(world, service))
+    assert {k: again[k] for k in first} == {**first, "already_stored": True}
     assert tables(database_url) == before
     store = Store(database_url)
     try:
@@ -148,17 +157,17 @@ def test_a_chunked_upload_round_trips_and_a_resend_changes_nothing(
         store.engine.dispose()
 
 
-def _headers(sub: Submission, **extra: str) -> dict[str, str]:
-    return {"Placelink-Signature": sub.headers()["Placelink-Signature"], **extra}
+def _headers(sub: Submission, token: Mapping[str, str], **extra: str) -> dict[str, str]:
+    return {"Placelink-Signature": sub.headers()["Placelink-Signature"], **token, **extra}
 
 
-def _cut_short(url: str, sub: Submission, offset: int, size: int) -> None:
+def _cut_short(url: str, sub: Submission, token: Mapping[str, str], offset: int, size: int) -> None:
     """A PATCH that declares ``size`` bytes, sends half of them and drops the connection."""
     host, port = url.removeprefix("http://").split(":")
     path = f"/v1/uploads/{sub.manifest['batch_id']}"
     head = [f"PATCH {path} HTTP/1.1", f"Host: {host}", f"Content-Type: {CLKS_MEDIA_TYPE}",
             f"Content-Length: {size}", f"Upload-Offset: {offset}",
-            *(f"{k}: {v}" for k, v in _headers(sub).items()), "", ""]  # fmt: skip
+            *(f"{k}: {v}" for k, v in _headers(sub, token).items()), "", ""]  # fmt: skip
     with socket.create_connection((host, int(port))) as connection:
         connection.sendall("\r\n".join(head).encode() + sub.body[offset : offset + size // 2])
 
@@ -166,22 +175,25 @@ def _cut_short(url: str, sub: Submission, offset: int, size: int) -> None:
 def test_an_upload_resumes_after_a_dropped_connection(world: World, served: Served) -> None:
     url, database_url = served.url, served.database_url
     sub = signed(world, "health")
-    opening = {**sub.headers(), "Upload-Length": str(len(sub.body))}
+    token = auth(world, url, "health")()
+    opening = {**sub.headers(), **token, "Upload-Length": str(len(sub.body))}
     assert requests.post(f"{url}/v1/uploads", headers=opening, timeout=10).status_code == 201
     path = f"{url}/v1/uploads/{sub.manifest['batch_id']}"
     half = (len(sub.body) // 2 // CHUNK) * CHUNK
     for offset in range(0, half, CHUNK):
         sent = requests.patch(path, data=sub.body[offset : offset + CHUNK], timeout=10,
-                              headers=_headers(sub, **{"Content-Type": CLKS_MEDIA_TYPE,
+                              headers=_headers(sub, token, **{"Content-Type": CLKS_MEDIA_TYPE,
                                                        "Upload-Offset": str(offset)}))  # fmt: skip
         assert sent.status_code == 200, sent.text
-    _cut_short(url, sub, half, CHUNK)  # the node's connection drops mid-chunk
-    asked = requests.get(path, headers=_headers(sub), timeout=10)
+    _cut_short(url, sub, token, half, CHUNK)  # the node's connection drops mid-chunk
+    asked = requests.get(path, headers=_headers(sub, token), timeout=10)
     assert asked.json()["offset"] == half == int(asked.headers["Upload-Offset"])
-    commit = requests.post(f"{path}/commit", headers=_headers(sub), timeout=10)
+    commit = requests.post(f"{path}/commit", headers=_headers(sub, token), timeout=10)
     assert commit.status_code == 422 and str(half) in commit.json()["detail"]
     assert requests.post(f"{url}/v1/uploads", headers=opening, timeout=10).json()["offset"] == half
-    result = upload(sub, url, chunk_bytes=CHUNK)  # a new client: asks the offset, sends the rest
+    result = upload(
+        sub, url, chunk_bytes=CHUNK, auth=auth(world, url, "health")
+    )  # a new client: asks the offset, sends the rest
     assert result["records"] == len(world.batches["health"]) and not result["already_stored"]
     store = Store(database_url)
     try:
@@ -247,7 +259,7 @@ def test_the_gateway_client_retries_and_resumes_through_dropped_connections(
     host, port = url.removeprefix("http://").split(":")
     sub = signed(world)
     proxy = CuttingProxy((host, int(port)), after=len(sub.body) // 3, cuts=2).start()
-    result = upload(sub, proxy.url, chunk_bytes=CHUNK)
+    result = upload(sub, proxy.url, chunk_bytes=CHUNK, auth=auth(world, url))
     assert proxy.cut == 2, "the proxy dropped two connections mid-upload"
     assert result["records"] == len(world.batches["police"]) and not result["already_stored"]
     store = Store(database_url)
@@ -263,10 +275,11 @@ def test_identical_requests_at_the_same_instant_store_the_batch_once(
     url, database_url = served.url, served.database_url
     sub = signed(world, "health")
     gate, answers = threading.Barrier(2), []
+    headers = {**sub.headers(), **auth(world, url, "health")()}
 
     def post() -> None:
         gate.wait()
-        answers.append(requests.post(f"{url}/v1/batches", data=sub.body, headers=sub.headers(),
+        answers.append(requests.post(f"{url}/v1/batches", data=sub.body, headers=headers,
                                      timeout=30))  # fmt: skip
 
     threads = [threading.Thread(target=post) for _ in range(2)]
@@ -302,22 +315,23 @@ def test_a_refused_upload_leaves_every_table_as_it_was(
     world: World, served: Served, make: Any, error: type[Exception]
 ) -> None:
     service, database_url = served.url, served.database_url
-    upload(signed(world, "health"), service, chunk_bytes=CHUNK)
+    upload(signed(world, "health"), service, chunk_bytes=CHUNK, auth=auth(world, service, "health"))
     before = tables(database_url)
     assert before["batches"] and before["records"] and before["body_chunks"]
     with pytest.raises(error):
-        upload(make(world), service, chunk_bytes=CHUNK)
+        upload(make(world), service, chunk_bytes=CHUNK, auth=auth(world, service))
     assert tables(database_url) == before
 
 
 def test_a_chunk_with_another_signature_is_refused(world: World, served: Served) -> None:
     url = served.url
     sub = signed(world)
-    opening = {**sub.headers(), "Upload-Length": str(len(sub.body))}
+    token = auth(world, url)()
+    opening = {**sub.headers(), **token, "Upload-Length": str(len(sub.body))}
     requests.post(f"{url}/v1/uploads", headers=opening, timeout=10).raise_for_status()
     forged = hashlib.sha256(b"not the signature").hexdigest()
     answer = requests.patch(f"{url}/v1/uploads/{sub.manifest['batch_id']}", data=b"x" * 10,
-                            headers={"Placelink-Signature": forged, "Upload-Offset": "0",
+                            headers={"Placelink-Signature": forged, "Upload-Offset": "0", **token,
                                      "Content-Type": CLKS_MEDIA_TYPE}, timeout=10)  # fmt: skip
     assert answer.status_code == 403
     assert answer.headers["Content-Type"] == "application/problem+json"

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 from linkage.app import api
+from linkage.audit_routes import audit_api
+from linkage.auth_routes import auth_api
 from linkage.dashboard import dashboard
 from linkage.hotspot_routes import hotspot_api
 from linkage.upload_routes import uploads_api
@@ -38,7 +40,7 @@ def _rules() -> list[str]:
     from flask import Flask
 
     app = Flask("probe")
-    blueprints = (api, hotspot_api, dashboard, uploads_api)
+    blueprints = (api, auth_api, hotspot_api, dashboard, audit_api, uploads_api)
     for blueprint in blueprints:
         app.register_blueprint(blueprint)
     return [
@@ -59,14 +61,37 @@ def test_every_endpoint_is_documented(rule: str) -> None:
         "PLACELINK_DATABASE_URL",
         "PLACELINK_POLICIES",
         "PLACELINK_SCHEMAS",
-        "PLACELINK_TOKEN_SHA256",
         "PLACELINK_TRUSTED_DPO_KEYS",
         "PLACELINK_ALLOW_UNSIGNED_POLICIES_UNSAFE",
-        "PLACELINK_ADMIN_TOKEN_SHA256",
+        "PLACELINK_CLIENTS",
+        "PLACELINK_OAUTH_SIGNING_KEY",
+        "PLACELINK_OAUTH_KEY_PASSPHRASE",
+        "PLACELINK_OAUTH_KEY_UNENCRYPTED_UNSAFE",
+        "PLACELINK_OAUTH_ISSUER",
+        "PLACELINK_OAUTH_JWKS",
+        "PLACELINK_OAUTH_AUDIENCE",
+        "PLACELINK_TOKEN_LIFETIME",
+        "PLACELINK_AUDIT_LOG",
+        "PLACELINK_SERVICE_KEY",
+        "PLACELINK_SERVICE_KEY_PASSPHRASE",
     ],
 )
 def test_every_setting_is_documented(setting: str) -> None:
     assert setting in (ROOT / "docs" / "operator.md").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    "setting", ["PLACELINK_CLIENT_ID", "PLACELINK_CLIENT_SECRET", "PLACELINK_TOKEN"]
+)
+def test_every_client_setting_is_documented(setting: str) -> None:
+    assert setting in DOCS
+
+
+@pytest.mark.parametrize(
+    "gone", ["PLACELINK_TOKEN_SHA256", "PLACELINK_ADMIN_TOKEN_SHA256", "PLACELINK_ADMIN_TOKEN="]
+)
+def test_removed_settings_are_not_documented(gone: str) -> None:
+    assert gone not in DOCS
 
 
 def test_readme_opens_with_the_two_commands() -> None:

@@ -6,7 +6,6 @@ outside."""
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 from pathlib import Path
 from typing import Any
@@ -19,9 +18,8 @@ from linkage.app import PROBLEM_BASE, create_app
 from linkage.disclosure import SUPPRESSED
 from placelink.entities import linked_records
 from tests.hotspot_world import POLICY_ID, trusted_dpo_keys, write_policy
+from tests.oauth_clients import authority, bearer, flask_token
 
-TOKEN = "hotspot-analyst-token-for-tests-7f2e"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
 BASE = f"/v1/policies/{POLICY_ID}"
 
 
@@ -30,12 +28,17 @@ def client_for(tmp_path: Path, **disclosure: Any) -> FlaskClient:
     app = create_app(
         f"sqlite:///{tmp_path / 'linkage.db'}",
         [str(path)],
-        [hashlib.sha256(TOKEN.encode()).hexdigest()],
         [str(default_schema_path())],
+        auth=authority({}),
         trusted_dpo_keys=trusted_dpo_keys(),
     )
     app.extensions["placelink"].store.load_linked_records(POLICY_ID, linked_records(1500, seed=2))
-    return app.test_client()
+    client = app.test_client()
+    AUTH.update(bearer(flask_token(client, "analyst")))
+    return client
+
+
+AUTH: dict[str, str] = {}  # the analyst's real token, from the token endpoint
 
 
 @pytest.fixture(scope="module")
@@ -50,13 +53,18 @@ ENDPOINTS = [
     ("GET", f"{BASE}/hotspots/options", None),
     ("GET", f"{BASE}/privacy-budget", None),
 ]
-CREDENTIALS = {
-    "valid-token": (AUTH, True),
-    "no-token": ({}, False),
-    "wrong-token": ({"Authorization": "Bearer nope"}, False),
-    "token-as-cookie": ({"Cookie": f"token={TOKEN}"}, False),
-    "token-in-basic": ({"Authorization": f"Basic {TOKEN}"}, False),
-}
+CREDENTIALS = ["valid-token", "no-token", "wrong-token", "token-as-cookie", "token-in-basic"]
+
+
+def _credentials(who: str) -> dict[str, str]:
+    token = AUTH["Authorization"].removeprefix("Bearer ")
+    return {
+        "valid-token": AUTH,
+        "no-token": {},
+        "wrong-token": {"Authorization": "Bearer nope"},
+        "token-as-cookie": {"Cookie": f"token={token}"},
+        "token-in-basic": {"Authorization": f"Basic {token}"},
+    }[who]
 
 
 @pytest.mark.parametrize(("method", "path", "body"), ENDPOINTS)
@@ -64,14 +72,13 @@ CREDENTIALS = {
 def test_every_hotspot_endpoint_denies_by_default(
     client: FlaskClient, method: str, path: str, body: Any, who: str
 ) -> None:
-    headers, allowed = CREDENTIALS[who]
-    response = client.open(path, method=method, headers=headers, json=body)
-    if allowed:
+    response = client.open(path, method=method, headers=_credentials(who), json=body)
+    if who == "valid-token":
         assert response.status_code == 200, response.get_data(as_text=True)
     else:
-        assert response.status_code == 403
+        assert response.status_code == 401
         assert response.mimetype == "application/problem+json"
-        assert response.get_json()["type"] == PROBLEM_BASE + "forbidden"
+        assert response.get_json()["type"] == PROBLEM_BASE + "unauthenticated"
 
 
 def test_json_and_csv_answers_carry_the_same_published_figures(client: FlaskClient) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ from linkage.storage import BatchRow, RecordRow
 from placelink.town import generate_town, write_canonical_csv
 from policies.clks import EncodedBatch
 from policies.model import Policy, dump_policy, parse_policy
+from tests.oauth_clients import authority, bearer, flask_token
 from tests.policy_keys import EXAMPLE_DPOS, example_dpo_keys, example_trust, sign_document
 
 NOW = dt.datetime(2026, 6, 1, 12, 0, tzinfo=dt.UTC)
@@ -198,60 +198,48 @@ def test_intake_fails_closed_when_the_revocation_list_cannot_be_read(
     assert stored_epochs(service) == []
 
 
-def _admin_client(tmp_path: Path, epochs: Epochs, admin: list[str]) -> Any:
+def _admin_client(tmp_path: Path, epochs: Epochs) -> Any:
     policy_path = tmp_path / "policy.yaml"
     dump_policy(epochs.document, policy_path)
     app = create_app(
         f"sqlite:///{tmp_path / 'linkage.db'}",
         [str(policy_path)],
-        [],
         [str(default_schema_path())],
-        admin_token_sha256=admin,
+        auth=authority({}),
         trusted_dpo_keys=sorted(example_trust().trusted_dpo_keys),
     )
     return app.test_client()
 
 
 @pytest.mark.parametrize(
-    ("configured", "sent", "body", "status"),
+    ("sender", "body", "status"),
     [
-        ([], "anything", None, 403),
-        (["right"], "wrong", None, 403),
-        (["right"], "", None, 403),
-        (["right"], "right", {"node_key": "not-a-fingerprint"}, 422),
-        (["right"], "right", {"node_key": "ed25519:" + "0" * 63}, 422),
-        (["right"], "right", None, 201),
+        ("", None, 401),
+        ("analyst", None, 403),
+        ("admin", {"node_key": "not-a-fingerprint"}, 422),
+        ("admin", {"node_key": "ed25519:" + "0" * 63}, 422),
+        ("admin", None, 201),
     ],
 )
-def test_the_revocation_endpoint_needs_the_admin_token(
-    tmp_path: Path,
-    epochs: Epochs,
-    configured: list[str],
-    sent: str,
-    body: dict[str, str] | None,
-    status: int,
+def test_the_revocation_endpoint_needs_the_admin_scope(
+    tmp_path: Path, epochs: Epochs, sender: str, body: dict[str, str] | None, status: int
 ) -> None:
-    digests = [hashlib.sha256(t.encode()).hexdigest() for t in configured]
-    client = _admin_client(tmp_path, epochs, digests)
+    client = _admin_client(tmp_path, epochs)
     police = epochs.keys["police"].fingerprint
-    response = client.post(
-        "/v1/revocations",
-        json=body or {"node_key": police},
-        headers={"Authorization": f"Bearer {sent}"} if sent else {},
-    )
+    headers = bearer(flask_token(client, sender)) if sender else {}
+    response = client.post("/v1/revocations", json=body or {"node_key": police}, headers=headers)
     assert response.status_code == status
     if status == 201:
-        listed = client.get("/v1/revocations", headers={"Authorization": "Bearer right"})
+        listed = client.get("/v1/revocations", headers=headers)
         assert [r["node_key"] for r in listed.get_json()["revoked"]] == [police]
-        assert client.get("/v1/revocations").status_code == 403
+        assert client.get("/v1/revocations").status_code == 401
     else:
         assert response.content_type == "application/problem+json"
 
 
 def test_link_run_endpoint_takes_an_optional_integer_epoch(tmp_path: Path, epochs: Epochs) -> None:
-    client = _admin_client(tmp_path, epochs, [])
-    client.application.config["TOKEN_SHA256"] = [hashlib.sha256(b"analyst").hexdigest()]
-    auth = {"Authorization": "Bearer analyst"}
+    client = _admin_client(tmp_path, epochs)
+    auth = bearer(flask_token(client, "admin"))
     path = f"/v1/policies/{epochs.policy.policy_id}/link-runs"
     assert client.post(path, json={"epoch": "1"}, headers=auth).status_code == 422
     assert client.post(path, json={"epoch": True}, headers=auth).status_code == 422

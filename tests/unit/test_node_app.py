@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.app import create_node_app, problem
-from gateway.node_settings import settings_from_environment
+from gateway.node_settings import service_client, settings_from_environment
 from gateway.openapi import openapi_document
 from gateway.publications import PublicationLog, publication_lock
 from gateway.staff_access import StaffTokens, authorise
@@ -28,7 +28,7 @@ NOBODY, STAFF, OPERATOR, STRANGER = "nobody", "staff", "operator", "stranger"
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> NodeWorld:
-    return build_node_world(tmp_path_factory.mktemp("node"), people=120, service_token="t0ken")
+    return build_node_world(tmp_path_factory.mktemp("node"), people=120)
 
 
 @pytest.fixture(scope="module")
@@ -126,13 +126,14 @@ def test_links_of_another_policy_are_refused(client: FlaskClient, world: NodeWor
     assert "seabrook-task-force" in str(body["detail"])
 
 
-def test_links_need_a_service_token(world: NodeWorld) -> None:
-    env = {k: v for k, v in world.env.items() if k != "PLACELINK_NODE_SERVICE_TOKEN_FILE"}
-    client = create_node_app(settings_from_environment(env)).test_client()
-    answer = client.get("/v1/links", headers=_headers(world, STAFF))
-    assert "PLACELINK_NODE_SERVICE_TOKEN_FILE" in str(
-        _assert_problem(answer, 500, "configuration")["detail"]
-    )
+def test_the_node_is_an_oauth_client_of_the_service(world: NodeWorld) -> None:
+    """The node gets its tokens with private_key_jwt and its node key, as ``<source>-gateway``
+    unless PLACELINK_NODE_CLIENT_ID names another client."""
+    settings = settings_from_environment(world.env)
+    assert settings.client_id == f"{world.source}-gateway"
+    named = settings_from_environment({**world.env, "PLACELINK_NODE_CLIENT_ID": "node-7"})
+    client = service_client(named, world.node_keys[world.source])
+    assert client.client_id == "node-7" and client.token_url.endswith("/v1/oauth/token")
 
 
 def test_links_when_the_service_is_down(client: FlaskClient, world: NodeWorld) -> None:

@@ -20,7 +20,7 @@ NOT_API = ("static", "dashboard.")  # the dashboard's page and assets are not th
 @pytest.fixture
 def app(tmp_path: Path) -> Flask:
     return create_app(
-        f"sqlite:///{tmp_path / 'db.sqlite'}", [], [], [str(default_schema_path())],
+        f"sqlite:///{tmp_path / 'db.sqlite'}", [], [str(default_schema_path())],
         allow_unsigned_policies_unsafe=True,
     )  # fmt: skip
 

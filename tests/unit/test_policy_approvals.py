@@ -153,9 +153,7 @@ def _app(tmp_path: Path, policy_path: Path) -> Flask:
     trusted = sorted(example_trust().trusted_dpo_keys)
     schemas = [str(default_schema_path())]
     database = f"sqlite:///{tmp_path / 'db'}"
-    return create_app(
-        database, [str(policy_path)], [], schemas, trusted_dpo_keys=trusted, today=TODAY
-    )
+    return create_app(database, [str(policy_path)], schemas, trusted_dpo_keys=trusted, today=TODAY)
 
 
 def _refusals() -> dict[str, tuple[Any, type[Exception], str]]:
@@ -211,7 +209,7 @@ def test_a_missing_or_empty_trust_setting_fails_closed(
     with pytest.raises(ConfigError, match="no trusted DPO keys"):
         app_from_environment()
     with pytest.raises(ConfigError, match="no trusted DPO keys"):
-        create_app(f"sqlite:///{tmp_path / 'db'}", [str(path)], [], [])
+        create_app(f"sqlite:///{tmp_path / 'db'}", [str(path)], [])
     monkeypatch.setenv("PLACELINK_ALLOW_UNSIGNED_POLICIES_UNSAFE", "1")
     assert app_from_environment().test_client().get("/healthz").status_code == 200
     monkeypatch.setenv("PLACELINK_ALLOW_UNSIGNED_POLICIES_UNSAFE", "yes")  # only "1" opts out

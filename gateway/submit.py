@@ -57,6 +57,7 @@ class Submission:
     body: bytes
     signature: bytes
     body_file: Path | None = None
+    file_size: int = 0  # the body file's size when signed (the file may be gone later)
 
     def headers(self) -> dict[str, str]:
         return {
@@ -67,7 +68,7 @@ class Submission:
 
     @property
     def body_length(self) -> int:
-        return self.body_file.stat().st_size if self.body_file else len(self.body)
+        return self.file_size if self.body_file else len(self.body)
 
     def read_body(self, offset: int, length: int) -> bytes:
         if self.body_file is None:
@@ -136,7 +137,8 @@ def prepare_file_submission(
             digest.update(piece)
     manifest = _manifest(header, source=source, policy_hash=policy_hash,
                          digest=digest.hexdigest(), node_key=node_key, now=now)  # fmt: skip
-    return Submission(manifest, b"", node_key.sign(canonical_json(manifest)), body_file=path)
+    signature = node_key.sign(canonical_json(manifest))
+    return Submission(manifest, b"", signature, body_file=path, file_size=path.stat().st_size)
 
 
 class _Transient(Exception):

@@ -218,13 +218,16 @@ def create_app(
     dask_scheduler: str = "",
     audit_log_path: str = "",
     service_key: SigningKey | None = None,
+    metrics_token_sha256: list[str] | None = None,
+    migrate_on_start: bool = True,
 ) -> Flask:
     """The app factory: one service over a database, the policies it serves and the linkage
     schemas they pin (uploads under a policy whose schema is not held here are refused).
     Each policy must be approved by DPOs whose keys are in ``trusted_dpo_keys``. ``auth``
     issues and verifies access tokens; without it every endpoint but the public ones
-    (health, OpenAPI, dashboard page) denies. With a Dask scheduler address, link runs
-    compare on that cluster."""
+    (health, readiness, OpenAPI, dashboard page) denies. With a Dask scheduler address, link
+    runs compare on that cluster. The database is migrated to head first unless
+    ``migrate_on_start`` is False; ``/metrics`` answers the metrics tokens only."""
     trust = PolicyTrust(frozenset(trusted_dpo_keys or ()), allow_unsigned_policies_unsafe)
     day = today or dt.datetime.now(dt.UTC).date()
     policies = [load_trusted_policy(Path(p), trust=trust, today=day) for p in policy_paths]
@@ -232,8 +235,13 @@ def create_app(
     app = Flask("linkage")
     if allow_unsigned_policies_unsafe:
         app.logger.warning("allow_unsigned_policies_unsafe is set: DPO approvals are NOT checked")
-    service = LinkageService.create(database_url, policies, schemas, _engine(dask_scheduler))
+    service = LinkageService.create(
+        database_url, policies, schemas, _engine(dask_scheduler), migrate=migrate_on_start
+    )
     app.extensions["placelink"] = service
+    from linkage.ops_routes import install_operations
+
+    install_operations(app, service, metrics_token_sha256=metrics_token_sha256 or [])
     app.extensions["placelink-hotspots"] = HotspotDesk(
         service.store, service.policies, authorise=_hotspot_rules(service)
     )
@@ -260,21 +268,25 @@ def create_app(
 def app_from_environment() -> Flask:
     """Gunicorn entry point: ``gunicorn 'linkage.app:app_from_environment()'``.
 
-    PLACELINK_DATABASE_URL, PLACELINK_POLICIES and PLACELINK_SCHEMAS (paths separated by ':'),
+    PLACELINK_DATABASE_URL (or PLACELINK_DATABASE_URL_FILE), PLACELINK_POLICIES and
+    PLACELINK_SCHEMAS (paths separated by ':'),
     PLACELINK_TRUSTED_DPO_KEYS (DPO key fingerprints separated by ','; missing or empty: no
     policy loads), the OAuth settings of :func:`linkage.auth_config.authority_from_environment`
     (PLACELINK_CLIENTS, PLACELINK_OAUTH_*, PLACELINK_TOKEN_LIFETIME), optionally
     PLACELINK_DASK_SCHEDULER (a dask.distributed scheduler address for link runs),
     PLACELINK_AUDIT_LOG (the audit log file) and PLACELINK_SERVICE_KEY (its checkpoint key;
-    passphrase in PLACELINK_SERVICE_KEY_PASSPHRASE) and, for tests only,
+    passphrase in PLACELINK_SERVICE_KEY_PASSPHRASE), PLACELINK_METRICS_TOKEN_SHA256 (','
+    separated), PLACELINK_MIGRATE_ON_START (default 1; 0 leaves migrating to
+    ``placelink linkage migrate``) and, for tests only,
     PLACELINK_ALLOW_UNSIGNED_POLICIES_UNSAFE=1.
     """
     import os
 
     from linkage.audit_trail import default_log_path, service_key_from_environment
     from linkage.auth_config import authority_from_environment
+    from linkage.migrate import database_url_from_environment
 
-    url = os.environ.get("PLACELINK_DATABASE_URL", "sqlite:///placelink-linkage.db")
+    url = database_url_from_environment()
     paths = [p for p in os.environ.get("PLACELINK_POLICIES", "").split(":") if p]
     schemas = [p for p in os.environ.get("PLACELINK_SCHEMAS", "").split(":") if p]
     trusted = [k.strip() for k in os.environ.get("PLACELINK_TRUSTED_DPO_KEYS", "").split(",")]
@@ -294,4 +306,8 @@ def app_from_environment() -> Flask:
         dask_scheduler=os.environ.get("PLACELINK_DASK_SCHEDULER", ""),
         audit_log_path=os.environ.get("PLACELINK_AUDIT_LOG", default_log_path(url)),
         service_key=service_key_from_environment(),
+        metrics_token_sha256=[
+            t for t in os.environ.get("PLACELINK_METRICS_TOKEN_SHA256", "").split(",") if t
+        ],
+        migrate_on_start=os.environ.get("PLACELINK_MIGRATE_ON_START", "1") != "0",
     )

@@ -37,7 +37,9 @@ def _operation(
         responses[status] = {"description": why, "content": {"application/problem+json": {
             "schema": PROBLEM}}}  # fmt: skip
     operation: dict[str, Any] = {"summary": summary, "responses": responses}
-    if secured:
+    if secured == "metrics":  # a scraper's static bearer token, not an OAuth scope
+        operation["security"] = [{"metrics": []}]
+    elif secured:
         operation["security"] = [{"oauth2": [secured]}]
     if body is not None:
         operation["requestBody"] = {"required": False, **body}
@@ -136,6 +138,8 @@ def _paths() -> dict[str, Any]:
         "epoch": {"type": "integer"}, "incremental": {"type": "boolean"}}})  # fmt: skip
     return {
         "/healthz": {"get": _operation("Liveness", secured=None)},
+        "/readyz": {"get": _operation("Readiness: database, migrations, policies", secured=None)},
+        "/metrics": {"get": _operation("Prometheus metrics (text format)", secured="metrics")},
         "/openapi.json": {"get": _operation("This document", secured=None)},
         "/v1/batches": {"post": _upload()},
         **_uploads(),
@@ -168,6 +172,7 @@ def _paths() -> dict[str, Any]:
 
 def openapi_document() -> dict[str, Any]:
     """The whole document."""
+    bearer = {"type": "http", "scheme": "bearer"}
     oauth2 = {
         "type": "oauth2",
         "description": "client credentials: client secret or private_key_jwt (Ed25519)",
@@ -198,6 +203,6 @@ def openapi_document() -> dict[str, Any]:
         "paths": _paths(),
         "components": {
             "schemas": {"Problem": problem},
-            "securitySchemes": {"oauth2": oauth2},
+            "securitySchemes": {"oauth2": oauth2, "metrics": bearer},
         },
     }

@@ -41,9 +41,12 @@ class LinkageService:
         policies: list[Policy],
         schemas: list[LinkageSchema],
         engine: Engine | None = None,
+        *,
+        migrate: bool = True,
     ) -> LinkageService:
-        """A service over a database, the policies it serves and the schemas they pin."""
-        store = Store(database_url)
+        """A service over a database, the policies it serves and the schemas they pin; the
+        database is migrated to head first unless ``migrate`` is False."""
+        store = Store(database_url, migrate=migrate)
         for policy in policies:
             store.register_policy(
                 policy.policy_id, policy.version, policy.policy_hash, jsonable(policy.document)

@@ -26,12 +26,14 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from keys.errors import StorageError
 from linkage.hotspots import EntityRecord
+from linkage.migrate import require_head, upgrade_to_head
 from linkage.query_log import QueryEntry
 from linkage.tables import (
     Base,
@@ -60,7 +62,10 @@ from policies.clks import EncodedBatch, load_clks
 class Store:
     """All reads and writes of the linkage service go through here."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, migrate: bool = True) -> None:
+        """Open the store and bring its tables to the head migration; with ``migrate`` False,
+        refuse a database that is not already there (``placelink linkage migrate`` does it;
+        see :mod:`linkage.migrate`)."""
         sqlite = url.startswith("sqlite")  # a writer waits up to 30 s for another's commit
         self.engine: Engine = create_engine(
             url, future=True, connect_args={"timeout": 30} if sqlite else {}
@@ -71,7 +76,10 @@ class Store:
             ":memory:",
         ):
             event.listen(self.engine, "connect", _sqlite_wal)
-        Base.metadata.create_all(self.engine)
+        if migrate:
+            upgrade_to_head(self.engine)
+        else:
+            require_head(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self.on_query: list[Callable[[QueryEntry], None]] = []  # the audit log's seam
         self.uploads = UploadStore(self._sessions, self._transaction)
@@ -95,12 +103,15 @@ class Store:
     def register_policy(
         self, policy_id: str, version: str, policy_hash: str, document: dict[str, Any]
     ) -> None:
+        """Insert or update the policy's row in one statement: gunicorn workers starting
+        together all register the same policies (a read-then-insert would race)."""
+        values = {"version": version, "policy_hash": policy_hash, "document": document}
+        upsert = _dialect_insert(self.engine.dialect.name)(PolicyRow)
+        statement = upsert.values(policy_id=policy_id, **values).on_conflict_do_update(
+            index_elements=["policy_id"], set_=values
+        )
         with self._transaction("register the policy") as session:
-            session.merge(
-                PolicyRow(
-                    policy_id=policy_id, version=version, policy_hash=policy_hash, document=document
-                )
-            )
+            session.execute(statement)
 
     def find_batch(self, batch_id: str) -> BatchRow | None:
         with self._sessions() as session:
@@ -404,6 +415,13 @@ def _synthetic_batch(policy_id: str, source: str, first: int, now: dt.datetime) 
         schema_hash="", record_count=0, body_sha256="", nonce=manifest["batch_id"],
         manifest=manifest, received_at=now,
     )  # fmt: skip
+
+
+def _dialect_insert(dialect: str) -> Any:
+    """The INSERT with ``on_conflict_do_update`` of the store's database."""
+    if dialect == "postgresql":
+        return postgresql.insert
+    return sqlite.insert
 
 
 def _sqlite_wal(connection: Any, _record: Any) -> None:

@@ -13,9 +13,19 @@ import sys
 from collections.abc import Sequence
 
 from keys.errors import PlacelinkError
-from placelink.commands import Handler, audit, demo, gateway, hotspots, keys, offline, policy
+from placelink.commands import (
+    Handler,
+    audit,
+    demo,
+    gateway,
+    hotspots,
+    keys,
+    linkage,
+    offline,
+    policy,
+)
 
-GROUPS = (demo, offline, hotspots, gateway, keys, policy, audit)
+GROUPS = (demo, offline, hotspots, gateway, keys, policy, linkage, audit)
 
 
 def build_parser() -> argparse.ArgumentParser:

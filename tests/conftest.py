@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine
+from sqlalchemy import MetaData, create_engine
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
@@ -25,12 +25,13 @@ POSTGRES_URL_VARIABLE = "PLACELINK_TEST_POSTGRES_URL"
 
 
 def _empty_postgres(url: str) -> None:
-    """Drop every table of the test database so each test starts from nothing."""
-    from linkage.storage import Base
-
+    """Drop every table of the test database (the migration history included, and tables
+    no model declares any more) so each test starts from nothing."""
     engine = create_engine(url)
     try:
-        Base.metadata.drop_all(engine)
+        found = MetaData()
+        found.reflect(engine)
+        found.drop_all(engine)
     finally:
         engine.dispose()
 

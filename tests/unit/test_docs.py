@@ -12,6 +12,7 @@ from linkage.audit_routes import audit_api
 from linkage.auth_routes import auth_api
 from linkage.dashboard import dashboard
 from linkage.hotspot_routes import hotspot_api
+from linkage.ops_routes import ops_api
 from linkage.upload_routes import uploads_api
 from placelink.cli import build_parser
 
@@ -40,7 +41,7 @@ def _rules() -> list[str]:
     from flask import Flask
 
     app = Flask("probe")
-    blueprints = (api, auth_api, hotspot_api, dashboard, audit_api, uploads_api)
+    blueprints = (api, auth_api, hotspot_api, dashboard, audit_api, ops_api, uploads_api)
     for blueprint in blueprints:
         app.register_blueprint(blueprint)
     return [
@@ -74,6 +75,11 @@ def test_every_endpoint_is_documented(rule: str) -> None:
         "PLACELINK_AUDIT_LOG",
         "PLACELINK_SERVICE_KEY",
         "PLACELINK_SERVICE_KEY_PASSPHRASE",
+        "PLACELINK_DATABASE_URL_FILE",
+        "PLACELINK_METRICS_TOKEN_SHA256",
+        "PLACELINK_MIGRATE_ON_START",
+        "PLACELINK_LOG_LEVEL",
+        "PROMETHEUS_MULTIPROC_DIR",
     ],
 )
 def test_every_setting_is_documented(setting: str) -> None:

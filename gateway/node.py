@@ -1,11 +1,13 @@
 """A gateway node's publication: encode the agency's records under the policy, sign, upload.
 
-The node keeps its pseudonym map in its state folder; nothing identifying leaves it.
+The node keeps its pseudonym map in its state folder; nothing identifying leaves it. The batch
+is written to a temporary ``.clks`` file there and uploaded from it in chunks.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,10 +15,11 @@ from typing import Any
 
 from gateway.pipeline import EncodeResult, context_for_policy, encode_csv
 from gateway.pseudonyms import PseudonymMap
-from gateway.submit import prepare_submission, upload
+from gateway.submit import prepare_file_submission, upload
 from keys import LinkageSecret, SigningKey
 from policies.approvals import PolicyTrust, check_approved
 from policies.audit_events import GatewayAudit
+from policies.clks import write_clks
 from policies.decisions import check_upload
 from policies.linkage_schema import LinkageSchema
 from policies.model import Policy
@@ -91,16 +94,21 @@ def publish(
         attributes=result.batch.attribute_names,
         recorder=audit.recorder(policy),
     )
-    submission = prepare_submission(
-        result.batch, source=config.source, policy_hash=policy.policy_hash, node_key=node_key
-    )
-    response = upload(submission, config.service_url, auth=auth)
     config.state_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=config.state_dir) as folder:
+        body = Path(folder) / "batch.clks"  # streamed from disk, chunk by chunk
+        with body.open("wb") as file:
+            write_clks(result.batch, file)
+        submission = prepare_file_submission(
+            body, source=config.source, policy_hash=policy.policy_hash, node_key=node_key
+        )
+        response = upload(submission, config.service_url, auth=auth)
+        sent = submission.body_length
     pseudonyms.save(ids_path)
     audit.published(policy, result.batch, submission, config.service_url, response)
     return Publication(
         result=result,
         response=response,
-        bytes_sent=len(submission.body),
+        bytes_sent=sent,
         batch_id=str(submission.manifest["batch_id"]),
     )

@@ -38,7 +38,7 @@ from linkage.auth import Caller, TokenAuthority, Unauthenticated
 from linkage.auth_routes import install_auth, require_party, require_scope
 from linkage.engine import Engine
 from linkage.hotspot_desk import HotspotDesk, PrivacyBudgetSpent
-from linkage.intake import MAX_BODY_BYTES, ReplayError, accept_batch, decode_manifest
+from linkage.intake import MAX_REQUEST_BYTES, ReplayError, accept_batch, decode_manifest
 from linkage.openapi import openapi_document
 from linkage.revocations import is_fingerprint
 from linkage.service import LinkageService
@@ -109,6 +109,8 @@ def post_batch() -> tuple[Response, int]:
     (then intake's own checks, the node signature first)."""
     _check_upload_binding(require_scope("submit"))
     service = _service()
+    if (request.content_length or 0) > MAX_REQUEST_BYTES:  # refused before it is read
+        raise InputError("the batch is over the size limit", fix="send it with POST /v1/uploads")
     result = accept_batch(
         store=service.store,
         policies=service.policies,
@@ -212,7 +214,11 @@ _HTTP_SLUGS = {
 def _http_problem(exc: HTTPException) -> Response:
     """Werkzeug's own refusals (unknown path, method, an over-long body) as problems too."""
     status = exc.code or 500
-    fix = "send at most MAX_BODY_BYTES; split the batch" if status == 413 else ""
+    fix = (
+        "send at most 64 MiB a request; larger batches go in chunks (POST /v1/uploads)"
+        if status == 413
+        else ""
+    )
     return problem(status, _HTTP_SLUGS.get(status, "http-error"), exc.name.lower(), fix)
 
 
@@ -283,9 +289,12 @@ def create_app(
     from linkage.hotspot_routes import hotspot_api
 
     app.register_blueprint(hotspot_api)
+    from linkage.upload_routes import uploads_api
+
+    app.register_blueprint(uploads_api)
     app.register_blueprint(dashboard)
     install_audit(app, service, log_path=audit_log_path, key=service_key)  # policies/audit.py
-    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES  # over it: 413, before the body is read
+    app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES  # over it: 413, before the body is read
     app.register_error_handler(PlacelinkError, _handle)
     app.register_error_handler(SQLAlchemyError, _storage_problem)
     app.register_error_handler(404, lambda e: problem(404, "not-found", "no such endpoint"))

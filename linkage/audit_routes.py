@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 
 from keys.errors import ConfigError
 from keys.signing import SigningKey
@@ -64,13 +64,13 @@ def _problem(response: Response) -> str | None:
 def _record(response: Response) -> Response:
     """after_request: one entry per upload, link run and revocation, whatever its answer."""
     endpoint, status = request.endpoint, response.status_code
-    if endpoint == "api.post_batch":
-        manifest = lenient_manifest(request.headers.get("Placelink-Manifest"))
+    if endpoint in _UPLOADS and _is_outcome(endpoint, response):
+        manifest, size = g.get("placelink_upload") or (
+            lenient_manifest(request.headers.get("Placelink-Manifest")),
+            request.content_length,
+        )  # a commit names its upload's manifest and length (linkage/upload_routes.py)
         made = _audit().submission(
-            status=status,
-            problem=_problem(response),
-            manifest=manifest,
-            size=request.content_length,
+            status=status, problem=_problem(response), manifest=manifest, size=size
         )
         if made is not None:
             _add_to_body(response, {"audit_checkpoint": made.to_json()})
@@ -88,6 +88,18 @@ def _record(response: Response) -> Response:
         node_key = body.get("node_key") if isinstance(body, dict) else None
         _audit().revocation(node_key=node_key, status=status)
     return response
+
+
+_UPLOADS = ("api.post_batch", "uploads_api.post_upload", "uploads_api.post_commit")
+
+
+def _is_outcome(endpoint: str, response: Response) -> bool:
+    """An upload's outcome: every answer of a one-request upload or a commit; of an opening,
+    a refusal or "already stored" (an upload opened or resumed has no outcome yet)."""
+    if endpoint != "uploads_api.post_upload" or response.status_code >= 400:
+        return True
+    body = response.get_json(silent=True)
+    return isinstance(body, dict) and body.get("already_stored") is True
 
 
 def _add_to_body(response: Response, extra: dict[str, Any]) -> None:

@@ -79,6 +79,44 @@ def _audit_entries() -> dict[str, Any]:
     return operation
 
 
+def _uploads() -> dict[str, Any]:
+    """The resumable upload (docs/formats.md): open, send chunks, ask the offset, commit."""
+    batch = {"name": "batch_id", "in": "path", "required": True, "schema": {"type": "string"}}
+
+    def header(name: str, text: str) -> dict[str, Any]:
+        return {"name": name, "in": "header", "required": True, "schema": {"type": "string"},
+                "description": text}  # fmt: skip
+
+    signature = header("Placelink-Signature", "the upload's signature, as sent when opened")
+    opening = [
+        header("Placelink-Manifest", "base64url of the canonical JSON manifest"),
+        signature,
+        header("Upload-Length", "the size of the whole .clks body in bytes"),
+    ]
+    chunk = {"content": {"application/vnd.placelink.clks": {"schema": {
+        "type": "string", "format": "binary"}}}}  # fmt: skip
+    offset = header("Upload-Offset", "where the chunk starts")
+    patch = _operation("Append a chunk at Upload-Offset", secured="submit", body=chunk,
+                       parameters=[batch, signature, offset])  # fmt: skip
+    patch["requestBody"]["required"] = True
+    patch["responses"]["409"] = {"description": "the chunk does not start at the upload's offset"}
+    opened = _operation("Open (or find) the upload of a signed batch", ok="201", secured="submit",
+                        parameters=opening)  # fmt: skip
+    opened["responses"]["200"] = {"description": "resumed, or the batch is already stored"}
+    commit = _operation("Check and store the uploaded batch", ok="201", secured="submit",
+                        parameters=[batch, signature])  # fmt: skip
+    commit["responses"]["200"] = {"description": "the same batch was already stored"}
+    return {
+        "/v1/uploads": {"post": opened},
+        "/v1/uploads/{batch_id}": {
+            "get": _operation("The offset received so far", secured="submit",
+                              parameters=[batch, signature]),
+            "patch": patch,
+        },
+        "/v1/uploads/{batch_id}/commit": {"post": commit},
+    }  # fmt: skip
+
+
 def _token() -> dict[str, Any]:
     form = {
         "type": "object",
@@ -112,6 +150,7 @@ def _paths() -> dict[str, Any]:
         "/metrics": {"get": _operation("Prometheus metrics (text format)", secured="metrics")},
         "/openapi.json": {"get": _operation("This document", secured=None)},
         "/v1/batches": {"post": _upload()},
+        **_uploads(),
         "/v1/oauth/token": {"post": _token()},
         "/v1/policies": {"get": _operation("Policies this service serves")},
         "/v1/policies/{policy_id}/link-runs": {"post": _operation(

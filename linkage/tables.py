@@ -1,6 +1,8 @@
 """The linkage service's tables (SQLAlchemy 2 declarative models), one class per table.
 
-Policies, batches (manifest and ``.clks`` body as received), records (pseudonym and released
+Policies, uploads (a batch's signed manifest, and its ``.clks`` body as received, in chunk
+rows: sessions in progress and committed batches alike), batches (one row per stored batch),
+records (pseudonym and released
 attributes), link runs, entity memberships, hot-spot queries and the privacy-budget ledger, and
 the key state (revoked node keys, per-policy epoch floors). All access goes through
 :class:`linkage.storage.Store`; nothing here holds an identifier in clear.
@@ -11,7 +13,17 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, LargeBinary, String
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -38,8 +50,33 @@ class BatchRow(Base):
     body_sha256: Mapped[str] = mapped_column(String(64))
     nonce: Mapped[str] = mapped_column(String(64), unique=True)
     manifest: Mapped[dict[str, Any]] = mapped_column(JSON)
-    body: Mapped[bytes] = mapped_column(LargeBinary)
     received_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
+class UploadRow(Base):
+    """An upload session, keyed by batch id: the signed manifest, how many bytes of the body
+    arrived, and whether it was committed (then a batches row exists and the chunks are the
+    stored body). Sessions never committed are deleted on rejection or after expiry."""
+
+    __tablename__ = "uploads"
+    batch_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    nonce: Mapped[str] = mapped_column(String(64), unique=True)
+    manifest: Mapped[dict[str, Any]] = mapped_column(JSON)
+    signature: Mapped[str] = mapped_column(String(200))  # base64url, as the header carries it
+    length: Mapped[int] = mapped_column(BigInteger)
+    received: Mapped[int] = mapped_column(BigInteger)
+    opened_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
+    committed: Mapped[bool] = mapped_column(Boolean)
+
+
+class BodyChunkRow(Base):
+    """One piece of an upload's body, at its byte offset (at most PIECE_BYTES long)."""
+
+    __tablename__ = "body_chunks"
+    batch_id: Mapped[str] = mapped_column(ForeignKey("uploads.batch_id"), primary_key=True)
+    start: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    length: Mapped[int] = mapped_column(Integer)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class RecordRow(Base):

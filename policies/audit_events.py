@@ -63,13 +63,13 @@ def destination(url: str) -> str:
 
 
 class Sent(Protocol):
-    """What the gateway sent: the signed manifest and the body (only its size is recorded)."""
+    """What the gateway sent: the signed manifest and the body's size (all that is recorded)."""
 
     @property
     def manifest(self) -> dict[str, Any]: ...
 
     @property
-    def body(self) -> bytes: ...
+    def body_length(self) -> int: ...
 
 
 class GatewayAudit:
@@ -104,7 +104,7 @@ class GatewayAudit:
             "fields": [f.name for f in batch.fields],
             "attributes": list(batch.attribute_names),
             "batch_id": str(sent.manifest["batch_id"]),
-            "bytes": len(sent.body),
+            "bytes": sent.body_length,
             "destination": destination(service_url),
         }
         if received is not None:

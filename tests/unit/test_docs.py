@@ -13,6 +13,7 @@ from linkage.auth_routes import auth_api
 from linkage.dashboard import dashboard
 from linkage.hotspot_routes import hotspot_api
 from linkage.ops_routes import ops_api
+from linkage.upload_routes import uploads_api
 from placelink.cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,7 +41,7 @@ def _rules() -> list[str]:
     from flask import Flask
 
     app = Flask("probe")
-    blueprints = (api, auth_api, hotspot_api, dashboard, audit_api, ops_api)
+    blueprints = (api, auth_api, hotspot_api, dashboard, audit_api, ops_api, uploads_api)
     for blueprint in blueprints:
         app.register_blueprint(blueprint)
     return [

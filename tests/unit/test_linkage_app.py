@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import hashlib
+import io
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from gateway.submit import Submission, b64, prepare_submission
 from keys import SigningKey, new_secret
 from linkage.app import PROBLEM_BASE, create_app
 from linkage.disclosure import SUPPRESSED
+from linkage.intake import MAX_REQUEST_BYTES
 from placelink.town import AGENCIES, Town, generate_town, write_canonical_csv
 from policies.canonical import canonical_json
 from policies.clks import EncodedBatch
@@ -365,3 +367,15 @@ def test_the_upload_is_stored_once_even_under_retries(client: FlaskClient, setup
     assert np.unique([link["pseudonym"] for link in links.get_json()["links"]]).size == len(
         setup.batches["health"]
     )
+
+
+def test_a_batch_over_the_one_request_limit_is_refused_unread(
+    client: FlaskClient, setup: Setup
+) -> None:
+    sub = submission(setup, "police")
+    declared = str(MAX_REQUEST_BYTES + 1)  # declared, never sent: refused before reading
+    headers = {**sub.headers(), **auth(client, "police")}
+    answer = client.post("/v1/batches", input_stream=io.BytesIO(sub.body), headers=headers,
+                         environ_overrides={"CONTENT_LENGTH": declared})  # fmt: skip
+    body = assert_problem(answer, 422, "invalid-input")
+    assert "POST /v1/uploads" in body["detail"]

@@ -246,6 +246,16 @@ BAD_UPLOADS: list[tuple[str, Case, type[PlacelinkError]]] = [
     ),
     ("manifest-a-list", lambda w, _: upload_of(housing(w), manifest_b64=b64(b"[1]")), InputError),
     (
+        "manifest-record-count-not-a-number",
+        lambda w, _: resigned(housing(w), w.keys[HOUSING], record_count="many"),
+        InputError,
+    ),
+    (
+        "manifest-batch-id-too-long",
+        lambda w, _: resigned(housing(w), w.keys[HOUSING], batch_id="b" * 37),
+        InputError,
+    ),
+    (
         "manifest-missing-nonce",
         lambda w, _: resigned(housing(w), w.keys[HOUSING], drop="nonce"),
         InputError,
@@ -424,7 +434,8 @@ def test_a_valid_batch_stores_one_record_row_per_record(
     ]
     row = service.store.find_batch(result.batch_id)
     assert row is not None
-    assert (row.body, row.record_count, row.nonce) == (sub.body, len(batch), sub.manifest["nonce"])
+    assert (row.record_count, row.nonce) == (len(batch), sub.manifest["nonce"])
+    assert service.store.batch_body(result.batch_id) == sub.body
 
 
 def test_a_failed_store_leaves_nothing_behind(service: LinkageService, world: World) -> None:
@@ -433,7 +444,7 @@ def test_a_failed_store_leaves_nothing_behind(service: LinkageService, world: Wo
     before = row_counts(service.store)
     clash = {**submission(world, HOUSING).manifest, "nonce": baseline.manifest["nonce"]}
     with pytest.raises(StorageError):
-        service.store.store_batch(clash, b"", world.batches[HOUSING])
+        service.store.store_batch(clash, [world.batches[HOUSING]])
     assert row_counts(service.store) == before
 
 

@@ -51,6 +51,7 @@ from keys.errors import (
     PolicyError,
     StorageError,
 )
+from policies.telemetry import install_request_telemetry, metrics_exposition
 
 PROBLEM_BASE = "https://placelink.example/problems/"
 _STATUS: list[tuple[type[PlacelinkError], int, str]] = [
@@ -201,6 +202,14 @@ def health() -> Response:
     return jsonify({"status": "ok"})
 
 
+@node_api.get("/metrics")
+def get_metrics() -> Response:
+    """Prometheus metrics of this node's requests (staff or operator token)."""
+    require_caller("staff")
+    body, content_type = metrics_exposition()
+    return Response(body, content_type=content_type)
+
+
 @node_api.get("/openapi.json")
 def get_openapi() -> Response:
     """The OpenAPI 3.1 document (public: it describes shapes, never data)."""
@@ -224,6 +233,7 @@ def create_node_app(settings: NodeSettings, *, today: Callable[[], dt.date] | No
         app.logger.warning("no staff or operator token is configured: every call is denied")
     app.extensions["placelink-node"] = NodeState(settings, material.policy.policy_id, clock)
     # Blueprints and cross-cutting hooks (metrics, request logs) are registered here.
+    install_request_telemetry(app, service="gateway")  # JSON lines, value-free; /metrics
     app.register_blueprint(node_api)
     app.register_error_handler(PlacelinkError, _handle)
     app.register_error_handler(404, lambda e: problem(404, "not-found", "no such endpoint"))

@@ -60,6 +60,14 @@ def _readiness() -> dict[str, Any]:
     return operation
 
 
+def _metrics() -> dict[str, Any]:
+    """Prometheus's text exposition, not JSON."""
+    operation = _operation("Prometheus metrics of the node's requests (text format)")
+    operation["responses"]["200"] = {"description": "done", "content": {
+        "text/plain": {"schema": {"type": "string"}}}}  # fmt: skip
+    return operation
+
+
 def _paths() -> dict[str, Any]:
     limit = _query("limit", {"type": "integer", "minimum": 1, "maximum": 500, "default": 20},
                    "how many of the latest publications")  # fmt: skip
@@ -69,6 +77,7 @@ def _paths() -> dict[str, Any]:
         "/healthz": {"get": _operation("Liveness", secured=None)},
         "/readyz": {"get": _readiness()},
         "/openapi.json": {"get": _operation("This document", secured=None)},
+        "/metrics": {"get": _metrics()},
         "/v1/publications": {
             "get": _operation("The node's latest publications, newest first", parameters=[limit]),
             "post": _operation("Publish now: encode, sign and upload the extract", ok="201",

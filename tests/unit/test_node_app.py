@@ -71,6 +71,9 @@ def _assert_problem(answer: object, status: int, slug: str) -> dict[str, object]
         ("get", "/v1/links", NOBODY, 401),
         ("get", "/v1/links", STRANGER, 401),
         ("get", "/v1/links", STAFF, 502),  # allowed; the service is a closed port here
+        ("get", "/metrics", NOBODY, 401),
+        ("get", "/metrics", STAFF, 200),
+        ("get", "/metrics", OPERATOR, 200),
         ("get", "/healthz", NOBODY, 200),
         ("get", "/openapi.json", NOBODY, 200),
     ],
@@ -85,6 +88,26 @@ def test_who_may_call_what(
         assert answer.headers["WWW-Authenticate"].startswith("Bearer")
     if status == 403:
         _assert_problem(answer, 403, "forbidden")
+
+
+def test_metrics_count_requests_by_route_and_logs_hold_no_token(
+    client: FlaskClient, world: NodeWorld, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for _ in range(3):
+        client.get("/v1/publications?limit=1", headers=_headers(world, STAFF))
+    text = client.get("/metrics", headers=_headers(world, STAFF)).get_data(as_text=True)
+    counted = [
+        line
+        for line in text.splitlines()
+        if line.startswith("placelink_http_requests_total{")
+        and 'service="gateway"' in line
+        and 'route="/v1/publications"' in line
+        and 'status="200"' in line
+    ]
+    assert counted and float(counted[0].rsplit(" ", 1)[1]) >= 3
+    logged = capsys.readouterr().err
+    assert '"route":"/v1/publications"' in logged  # the log sees the requests...
+    assert world.staff_token not in logged and "limit=1" not in logged  # ...and no values
 
 
 def test_a_token_must_come_as_a_bearer(client: FlaskClient, world: NodeWorld) -> None:

@@ -335,3 +335,48 @@ def test_a_chunk_with_another_signature_is_refused(world: World, served: Served)
                                      "Content-Type": CLKS_MEDIA_TYPE}, timeout=10)  # fmt: skip
     assert answer.status_code == 403
     assert answer.headers["Content-Type"] == "application/problem+json"
+
+
+def test_an_upload_resumes_after_the_service_is_killed_and_restarted(world: World) -> None:
+    """Fault: the service dies (SIGKILL, no clean shutdown) with half a batch received; a new
+    service on the same database takes the upload up where it stopped: every record stored,
+    none twice."""
+    database_url = f"sqlite:///{world.folder / 'killed.db'}"
+    sub, first = signed(world, "health"), serve(world, database_url, "killed-first")
+    half = (len(sub.body) // 2 // CHUNK) * CHUNK
+    try:
+        token = auth(world, first.url, "health")()
+        opening = {**sub.headers(), **token, "Upload-Length": str(len(sub.body))}
+        opened = requests.post(f"{first.url}/v1/uploads", headers=opening, timeout=10)
+        assert opened.status_code == 201
+        path = f"{first.url}/v1/uploads/{sub.manifest['batch_id']}"
+        for offset in range(0, half, CHUNK):
+            chunk = {"Content-Type": CLKS_MEDIA_TYPE, "Upload-Offset": str(offset)}
+            sent = requests.patch(
+                path,
+                data=sub.body[offset : offset + CHUNK],
+                timeout=10,
+                headers=_headers(sub, token, **chunk),
+            )
+            assert sent.status_code == 200, sent.text
+    finally:
+        first.process.kill()  # the master dies at once; its workers follow it
+        first.process.wait()
+    second = serve(world, database_url, "killed-second")
+    try:
+        asked = requests.get(
+            f"{second.url}/v1/uploads/{sub.manifest['batch_id']}",
+            headers=_headers(sub, auth(world, second.url, "health")()),
+            timeout=10,
+        )
+        assert asked.json()["offset"] == half  # what the dead service received survived it
+        result = upload(sub, second.url, chunk_bytes=CHUNK, auth=auth(world, second.url, "health"))
+        assert result["records"] == len(world.batches["health"]) and not result["already_stored"]
+        again = upload(sub, second.url, chunk_bytes=CHUNK, auth=auth(world, second.url, "health"))
+        assert again["already_stored"]
+    finally:
+        second.stop()
+    rows = tables(database_url)
+    assert [b for b, _ in rows["batches"]] == [sub.manifest["batch_id"]]
+    assert len(rows["records"]) == len(world.batches["health"])
+    assert len({p for _, p in rows["records"]}) == len(rows["records"])  # none duplicated

@@ -116,6 +116,6 @@ def parse_mapping(document: Any, *, where: str = "column mapping") -> ColumnMapp
 def load_mapping(path: Path) -> ColumnMapping:
     try:
         document = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise ConfigError(f"cannot read mapping {path}: {exc}", fix="check path and YAML") from None
     return parse_mapping(document, where=str(path))

@@ -49,6 +49,17 @@ def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any
             "description": description}  # fmt: skip
 
 
+def _readiness() -> dict[str, Any]:
+    """Not ready is a 503 with the same JSON body as ready (each check's outcome), not a
+    problem: probes and people read the checks either way."""
+    operation = _operation(
+        "Readiness: policy, key files, extract, state folder, linkage service", secured=None
+    )
+    operation["responses"]["503"] = {"description": "not ready; see checks",
+                                     **_json({"type": "object"})}  # fmt: skip
+    return operation
+
+
 def _paths() -> dict[str, Any]:
     limit = _query("limit", {"type": "integer", "minimum": 1, "maximum": 500, "default": 20},
                    "how many of the latest publications")  # fmt: skip
@@ -56,8 +67,7 @@ def _paths() -> dict[str, Any]:
     record = _query("record_id", {"type": "string"}, "only this record's link")
     return {
         "/healthz": {"get": _operation("Liveness", secured=None)},
-        "/readyz": {"get": _operation("Readiness: policy, key files, extract, state folder, "
-            "linkage service", secured=None, errors={"503": "not ready; see checks"})},
+        "/readyz": {"get": _readiness()},
         "/openapi.json": {"get": _operation("This document", secured=None)},
         "/v1/publications": {
             "get": _operation("The node's latest publications, newest first", parameters=[limit]),

@@ -33,7 +33,7 @@ class PseudonymMap:
             with path.open(encoding="utf-8", newline="") as handle:
                 rows = list(csv.DictReader(handle))
             return cls({row["record_id"]: row["pseudonym"] for row in rows})
-        except (OSError, KeyError, csv.Error):
+        except (OSError, UnicodeDecodeError, KeyError, csv.Error):
             raise InputError(
                 f"the pseudonym map {path} is unreadable",
                 fix="restore it from backup; without it, records get new pseudonyms",

@@ -21,6 +21,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
+from sqlalchemy.exc import SQLAlchemyError
+from werkzeug.exceptions import HTTPException
 
 from keys import SigningKey
 from keys.errors import (
@@ -131,7 +133,10 @@ def post_batch() -> tuple[Response, int]:
 @api.post("/v1/policies/<policy_id>/link-runs")
 def post_link_run(policy_id: str) -> tuple[Response, int]:
     require_scope("admin", policy_id=policy_id)
-    query = request.get_json(silent=True) or {}
+    query = request.get_json(silent=True)
+    if query is None and request.get_data(cache=True):
+        raise InputError("the link-run request is not JSON", fix='send {"epoch": N} or no body')
+    query = {} if query is None else query
     if not isinstance(query, dict):
         raise InputError("the body must be a JSON object", fix='send {"epoch": N} or no body')
     epoch = query.get("epoch")
@@ -197,6 +202,38 @@ def _handle(exc: PlacelinkError) -> Response:
     return problem(500, "error", exc.message, exc.fix)
 
 
+_HTTP_SLUGS = {
+    400: "bad-request",
+    404: "not-found",
+    405: "method-not-allowed",
+    413: "too-large",
+    415: "unsupported-media-type",
+}
+
+
+def _http_problem(exc: HTTPException) -> Response:
+    """Werkzeug's own refusals (unknown path, method, an over-long body) as problems too."""
+    status = exc.code or 500
+    fix = (
+        "send at most 64 MiB a request; larger batches go in chunks (POST /v1/uploads)"
+        if status == 413
+        else ""
+    )
+    return problem(status, _HTTP_SLUGS.get(status, "http-error"), exc.name.lower(), fix)
+
+
+def _storage_problem(exc: SQLAlchemyError) -> Response:
+    """A database that is down or restarting answers 503 (retry), never 500; no SQL or bound
+    value reaches the caller or the log line."""
+    current_app.logger.warning("storage unavailable: %s", type(exc).__name__)
+    return problem(
+        503,
+        "storage-unavailable",
+        "the store is unavailable; nothing was changed",
+        "retry shortly; the service reconnects by itself",
+    )
+
+
 def _engine(dask_scheduler: str) -> Engine | None:
     """The Dask engine when a scheduler is named, else the service's default (local)."""
     if not dask_scheduler:
@@ -257,11 +294,14 @@ def create_app(
     app.register_blueprint(uploads_api)
     app.register_blueprint(dashboard)
     install_audit(app, service, log_path=audit_log_path, key=service_key)  # policies/audit.py
+    app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES  # over it: 413, before the body is read
     app.register_error_handler(PlacelinkError, _handle)
+    app.register_error_handler(SQLAlchemyError, _storage_problem)
     app.register_error_handler(404, lambda e: problem(404, "not-found", "no such endpoint"))
     app.register_error_handler(
         405, lambda e: problem(405, "method-not-allowed", "method not allowed")
     )
+    app.register_error_handler(HTTPException, _http_problem)
     return app
 
 

@@ -71,6 +71,14 @@ def _upload() -> dict[str, Any]:
     return operation
 
 
+def _audit_entries() -> dict[str, Any]:
+    """The export is JSON Lines (one entry a line), not one JSON document."""
+    operation = _operation("The audit log as JSON Lines (docs/dpo.md)", secured="admin")
+    operation["responses"]["200"] = {"description": "done", "content": {
+        "application/x-ndjson": {"schema": {"type": "string"}}}}  # fmt: skip
+    return operation
+
+
 def _uploads() -> dict[str, Any]:
     """The resumable upload (docs/formats.md): open, send chunks, ask the offset, commit."""
     batch = {"name": "batch_id", "in": "path", "required": True, "schema": {"type": "string"}}
@@ -165,8 +173,7 @@ def _paths() -> dict[str, Any]:
                  "properties": {"node_key": {"type": "string"}}})),
         },
         "/v1/audit/checkpoints": {"get": _operation("The audit log's signed checkpoints")},
-        "/v1/audit/entries": {"get": _operation(
-            "The audit log as JSON Lines (docs/dpo.md)", secured="admin")},
+        "/v1/audit/entries": {"get": _audit_entries()},
     }  # fmt: skip
 
 

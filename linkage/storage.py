@@ -66,9 +66,10 @@ class Store:
         """Open the store and bring its tables to the head migration; with ``migrate`` False,
         refuse a database that is not already there (``placelink linkage migrate`` does it;
         see :mod:`linkage.migrate`)."""
+        # pool_pre_ping: a connection the server dropped (a restart) is replaced, not used.
         sqlite = url.startswith("sqlite")  # a writer waits up to 30 s for another's commit
         self.engine: Engine = create_engine(
-            url, future=True, connect_args={"timeout": 30} if sqlite else {}
+            url, future=True, pool_pre_ping=True, connect_args={"timeout": 30} if sqlite else {}
         )
         if self.engine.dialect.name == "sqlite" and self.engine.url.database not in (
             None,

@@ -161,19 +161,33 @@ def parse_schema(document: Any, *, where: str = "linkage schema") -> LinkageSche
     fields = tuple(_parse_field(str(n), raw, where) for n, raw in document["fields"].items())
     if not fields:
         raise ConfigError(f"{where}: 'fields' is empty", fix="declare at least one field")
+    version = document.get("schema_version", 1)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ConfigError(f"{where}: schema_version must be a whole number", fix="write 1")
     return LinkageSchema(
         name=str(document.get("name", "unnamed")),
-        version=int(document.get("schema_version", 1)),
+        version=version,
         fields=fields,
-        sha256=canonical_sha256(document),
+        sha256=_schema_hash(document, where),
     )
+
+
+def _schema_hash(document: dict[str, Any], where: str) -> str:
+    """The canonical hash; a value JSON cannot carry (binary, a huge integer) is refused."""
+    try:
+        return canonical_sha256(document)
+    except (ValueError, TypeError) as exc:  # rfc8785's errors are ValueErrors
+        raise ConfigError(
+            f"{where}: holds a value JSON cannot carry ({type(exc).__name__})",
+            fix="use only text, numbers, true/false and lists or mappings of them",
+        ) from None
 
 
 def load_schema(path: Path) -> LinkageSchema:
     """Read and validate a linkage schema YAML file."""
     try:
         document = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise ConfigError(
             f"cannot read the linkage schema {path}: {exc}", fix="check the path and YAML syntax"
         ) from None

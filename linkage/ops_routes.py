@@ -82,7 +82,7 @@ def _count_outcome(response: Response) -> Response:
             metrics.record_upload(_problem_type(response))
         elif isinstance(body, dict) and body.get("already_stored"):
             metrics.record_upload("already_stored")
-        else:
+        elif rule != "/v1/uploads":  # an upload opened or resumed has no outcome yet
             records = body.get("records", 0) if isinstance(body, dict) else 0
             metrics.record_upload("accepted", records if isinstance(records, int) else 0)
     elif rule == LINK_RUN_ROUTE and request.method == "POST":

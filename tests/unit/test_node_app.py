@@ -101,6 +101,7 @@ def test_metrics_count_requests_by_route_and_logs_hold_no_token(
         for line in text.splitlines()
         if line.startswith("placelink_http_requests_total{")
         and 'service="gateway"' in line
+        and 'method="GET"' in line
         and 'route="/v1/publications"' in line
         and 'status="200"' in line
     ]

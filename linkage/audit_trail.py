@@ -22,7 +22,7 @@ from keys import load_signing_key
 from keys.signing import SigningKey
 from linkage.query_log import QueryEntry
 from linkage.revocations import is_fingerprint
-from policies.audit import MAX_TEXT, AuditLog, Checkpoint
+from policies.audit import MAX_TEXT, PAYLOAD_KEYS, AuditLog, Checkpoint
 from policies.audit_events import AuditRecorder
 from policies.audit_store import FileLog, MemoryLog
 from policies.model import Policy
@@ -32,17 +32,8 @@ LOG_VARIABLE = "PLACELINK_AUDIT_LOG"
 KEY_VARIABLE = "PLACELINK_SERVICE_KEY"
 PASSPHRASE_VARIABLE = "PLACELINK_SERVICE_KEY_PASSPHRASE"  # noqa: S105 (a variable name)
 DEFAULT_LOG = "placelink-linkage-audit.jsonl"
-_LINK_RUN_KEYS = (
-    "epoch",
-    "records",
-    "sources",
-    "entities",
-    "multi_agency_entities",
-    "candidate_pairs",
-    "links",
-    "incremental",
-    "retired_batches",
-)
+# A link run's summary fields that the audit log allows (its allow-list is the authority).
+_LINK_RUN_KEYS = sorted(PAYLOAD_KEYS["link_run"] - {"status", "problem"})
 
 
 def default_log_path(database_url: str) -> str:

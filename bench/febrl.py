@@ -71,7 +71,7 @@ def link(folder: Path, schema: LinkageSchema) -> tuple[float, float, float]:
         by_pseudonym = pseudonyms.record_for()
         keys += [by_pseudonym[result.batch.pseudonym_hex(r)] for r in range(len(result.batch))]
     engine = LocalEngine(salted=salted_fields(schema))
-    entities = engine.link(build_corpus(batches)).entity_ids
+    entities = engine.link(build_corpus(batches, schema)).entity_ids
     predicted = dict(zip(keys, entities, strict=True))
     truth = {key: key.split("-")[1] for key in keys}
     quality = pairwise_quality(predicted, truth)

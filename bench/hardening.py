@@ -88,7 +88,7 @@ def town_f1(town: Town, schema: LinkageSchema) -> float:
         batch = encode_records(records, secret=secret, context=context, pseudonyms=PseudonymMap())
         batches.append((agency, batch))
         keys += [(agency, record_id) for record_id in records.record_ids]
-    result = LocalEngine(salted=salted_fields(schema)).link(build_corpus(batches))
+    result = LocalEngine(salted=salted_fields(schema)).link(build_corpus(batches, schema))
     predicted = dict(zip(keys, result.entity_ids, strict=True))
     truth = {(agency, record_id): person for agency, record_id, person in town.truth}
     return pairwise_quality(predicted, truth).f1

@@ -43,7 +43,12 @@ from gateway.pipeline import context_without_policy, encode_csv  # noqa: E402
 from gateway.pseudonyms import PseudonymMap  # noqa: E402
 from gateway.schema import default_schema  # noqa: E402
 from keys import LinkageSecret, new_secret  # noqa: E402
-from linkage.blocking import candidate_pairs, pair_completeness, reduction_ratio  # noqa: E402
+from linkage.blocking import (  # noqa: E402
+    BlockingConfig,
+    candidate_pairs,
+    pair_completeness,
+    reduction_ratio,
+)
 from linkage.corpus import EncodedCorpus, build_corpus  # noqa: E402
 from linkage.engine import LinkResult, LocalEngine, salted_fields  # noqa: E402
 from linkage.quality import PairwiseQuality, pairwise_quality  # noqa: E402
@@ -118,7 +123,7 @@ def encode_febrl(
         )
         for pseudonym, record in pseudonyms.record_for().items():
             truth[f"{name}:{pseudonym}"] = person_of(record)
-    corpus = build_corpus(batches)
+    corpus = build_corpus(batches, schema)
     rows: dict[str, list[int]] = {}
     for row in range(len(corpus)):
         rows.setdefault(truth[corpus.member_key(row)], []).append(row)
@@ -130,6 +135,11 @@ def placelink_quality(data: EncodedFebrl) -> tuple[PairwiseQuality, LinkResult]:
     result = LocalEngine(salted=salted_fields(data.schema)).link(data.corpus)
     predicted = {data.corpus.member_key(r): e for r, e in enumerate(result.entity_ids)}
     return pairwise_quality(predicted, data.truth), result
+
+
+def result_blocking(data: EncodedFebrl) -> BlockingConfig:
+    """The blocking the engine used on ``data`` (by its schema)."""
+    return LocalEngine(salted=salted_fields(data.schema)).blocking_for(data.corpus)
 
 
 def _link_quality(links: list[tuple[str, str]], truth: dict[str, str]) -> PairwiseQuality:
@@ -180,7 +190,7 @@ def ecm_on_encoded_levels(data: EncodedFebrl) -> PairwiseQuality:
     import recordlinkage
 
     engine = LocalEngine()
-    pairs = candidate_pairs(data.corpus, engine.blocking)
+    pairs = candidate_pairs(data.corpus, engine.blocking_for(data.corpus))
     levels = engine.compare(data.corpus, pairs)
     columns = {f"f{f}": (levels[:, f] == 0).astype(np.int8) for f in range(levels.shape[1])}
     frame = pd.DataFrame(columns, index=pd.MultiIndex.from_arrays([pairs[:, 0], pairs[:, 1]]))
@@ -201,7 +211,7 @@ def main() -> None:
         encoded_at = time.perf_counter()
         ours, result = placelink_quality(data)
         linked_at = time.perf_counter()
-    pairs = candidate_pairs(data.corpus)
+    pairs = candidate_pairs(data.corpus, result_blocking(data))
     baseline = baseline_quality()
     ecm = ecm_on_encoded_levels(data)
     print(f"FEBRL4: {len(data.corpus)} records, {len(data.true_pairs)} true pairs (no soc_sec_id)")

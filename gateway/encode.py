@@ -13,7 +13,7 @@ import numpy.typing as npt
 
 from gateway.bloom import U8, BloomEncoder, TokenEncoder
 from gateway.generalise import generaliser
-from gateway.hardening import filter_spec, salts_for, transform
+from gateway.hardening import filter_spec, salt_values, salts_for, transform
 from gateway.pseudonyms import PseudonymMap
 from gateway.records import NormalisedRecords
 from keys import KeyPurpose, LinkageSecret, derive_key
@@ -85,21 +85,50 @@ def encode_fields(
     context: EncodingContext,
 ) -> EncodedColumns:
     """Encode the given fields of normalised records (a missing field encodes as absent)."""
-    count, out = len(records), EncodedColumns()
+    out = EncodedColumns()
     for spec in fields:
-        coded = records.coded_column(spec.name)
-        present = coded.present()
-        encoder = _encoder(spec, secret, context)
-        salts = salts_for(spec, records.values, count)
-        if isinstance(encoder, BloomEncoder) and salts is not None:
-            filters = encoder.encode_many(records.values.get(spec.name, [None] * count), salts)
+        if spec.salts:
+            filters, present = _encode_copies(records, spec, secret, context)
         else:
-            filters = encoder.encode_book(coded.values, coded.rows)
-        if isinstance(encoder, BloomEncoder):  # hardening: gateway/hardening.py
-            key = _field_key(spec, secret, context)
-            filters = transform(filters, present, spec, key, records.record_ids)
+            filters, present = _encode_field(records, spec, secret, context)
         out.values[spec.name], out.present[spec.name] = filters, present
     return out
+
+
+def _encode_field(
+    records: NormalisedRecords, spec: FieldSpec, secret: LinkageSecret, ctx: EncodingContext
+) -> tuple[U8, npt.NDArray[np.bool_]]:
+    count, coded = len(records), records.coded_column(spec.name)
+    present = coded.present()
+    encoder = _encoder(spec, secret, ctx)
+    salts = salts_for(spec, records.values, count)
+    if isinstance(encoder, BloomEncoder) and salts is not None:
+        filters = encoder.encode_many(records.values.get(spec.name, [None] * count), salts)
+    else:
+        filters = encoder.encode_book(coded.values, coded.rows)
+    if isinstance(encoder, BloomEncoder):  # hardening: gateway/hardening.py
+        key = _field_key(spec, secret, ctx)
+        filters = transform(filters, present, spec, key, records.record_ids)
+    return filters, present
+
+
+def _encode_copies(
+    records: NormalisedRecords, spec: FieldSpec, secret: LinkageSecret, ctx: EncodingContext
+) -> tuple[U8, npt.NDArray[np.bool_]]:
+    """A field with a list of salts: one copy per salt, side by side (under the field's key);
+    a copy whose salt is missing is all-zero. Present: the value and at least one salt are."""
+    count, key = len(records), _field_key(spec, secret, ctx)
+    values = records.values.get(spec.name, [None] * count)
+    encoder = BloomEncoder(filter_spec(spec), key)
+    copies, present = [], np.zeros(count, dtype=bool)
+    for salt in spec.salts:
+        salts = salt_values(salt, records.values, count)
+        kept = [None if s is None else v for v, s in zip(values, salts, strict=True)]
+        filters = encoder.encode_many(kept, [s or "" for s in salts])
+        held = np.array([v is not None for v in kept], dtype=bool)
+        copies.append(transform(filters, held, spec.copy_spec(salt), key, records.record_ids))
+        present |= held
+    return np.ascontiguousarray(np.concatenate(copies, axis=1)), present
 
 
 def assemble_batch(

@@ -9,6 +9,11 @@ n-gram sets. Two hardenings, declared per field in the linkage schema
   (``token + "\\x1f" + year``, the year empty when unknown), so a name gives unrelated filters
   for people born in different years. The attacker then faces the much flatter distribution of
   (name, year) pairs; the price is recall where the year of birth is wrong or missing.
+  ``salt: birth_date`` likewise with the ISO date of birth.
+- ``salt: [birth_date, postcode]``: one copy of the filter per listed salt, side by side, each
+  salted as above with its own attribute (:func:`salt_values`); a copy whose attribute is
+  missing is absent (all-zero), never salted with the empty salt. The linkage side compares a
+  copy only where the two records' salts agree, so one wrong attribute leaves the other copy.
 - ``blip: p``: every bit is flipped with probability p (BLIP, randomised response on bits;
   epsilon = ln((1 - p) / p) per bit). The noise is a keyed pseudo-random function of the
   record's ID (AES-256 under a key derived from the field's Bloom key, over
@@ -46,16 +51,28 @@ _ROWS_PER_CHUNK = 8192
 U8 = npt.NDArray[np.uint8]
 
 
-def salts_for(
-    spec: FieldSpec, values: dict[str, list[str | dt.date | None]], count: int
-) -> list[str] | None:
-    """The salt of each record for a salted field (None for an unsalted one)."""
+Values = dict[str, list[str | dt.date | None]]
+SALT_SOURCES = {"birth_date": "date_of_birth", "birth_year": "date_of_birth", "postcode": "postcode"}
+
+
+def salt_values(salt: str, values: Values, count: int) -> list[str | None]:
+    """Each record's salt, None where its attribute is missing: ``birth_date`` the ISO date
+    (1980-02-29), ``birth_year`` four digits, ``postcode`` the normalised postcode ("CT9 1AB",
+    or a foreign postcode as the normaliser keeps it)."""
+    source = values.get(SALT_SOURCES[salt], [None] * count)
+    if salt == "postcode":
+        return [v if isinstance(v, str) and v else None for v in source]
+    if salt == "birth_date":
+        return [b.isoformat() if isinstance(b, dt.date) else None for b in source]
+    return [f"{b.year:04d}" if isinstance(b, dt.date) else None for b in source]
+
+
+def salts_for(spec: FieldSpec, values: Values, count: int) -> list[str] | None:
+    """The salt of each record for a field with one ``salt`` (None for an unsalted field); a
+    missing attribute gives the empty salt (schema version 2's construction, kept as it is)."""
     if spec.salt is None:
         return None
-    births = values.get("date_of_birth", [None] * count)
-    if spec.salt == "birth_date":
-        return [b.isoformat() if isinstance(b, dt.date) else "" for b in births]
-    return [f"{b.year:04d}" if isinstance(b, dt.date) else "" for b in births]
+    return [salt or "" for salt in salt_values(spec.salt, values, count)]
 
 
 def salted(token: str, salt: str) -> str:
@@ -103,8 +120,8 @@ def blip(
 
 
 def filter_spec(spec: FieldSpec) -> FieldSpec:
-    """The spec the Bloom encoder hashes tokens under: the stored-form transforms off."""
-    return dataclasses.replace(spec, xor_fold=False, balance=False)
+    """The spec the Bloom encoder hashes tokens under: the stored-form transforms off, one copy."""
+    return dataclasses.replace(spec, xor_fold=False, balance=False, salts=())
 
 
 def xor_fold(filters: U8) -> U8:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from gateway.node import NodeConfig
 from gateway.oauth_client import ClientCredentials, token_url_for
-from gateway.schema import default_schema
+from gateway.schema import schema_for
 from gateway.staff_access import StaffTokens
 from keys import LinkageSecret, SigningKey, load_signing_key, read_secret
 from keys.errors import ConfigError
@@ -131,9 +131,10 @@ def load_policy_for(settings: NodeSettings, *, today: dt.date) -> Policy:
 
 def load_material(settings: NodeSettings, *, today: dt.date) -> NodeMaterial:
     """Open the policy, the schema and both key files (one opaque error if a key fails)."""
+    policy = load_policy_for(settings, today=today)
     return NodeMaterial(
-        policy=load_policy_for(settings, today=today),
-        schema=load_schema(settings.schema_path) if settings.schema_path else default_schema(),
+        policy=policy,
+        schema=schema_for(settings.schema_path, pinned=policy.linkage_schema),
         secret=read_secret(settings.secret_file, passphrase=settings.secret_passphrase),
         node_key=load_signing_key(
             settings.node_key_file,

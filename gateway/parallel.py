@@ -19,6 +19,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 from gateway.encode import EncodedColumns, EncodingContext, encode_fields
+from gateway.hardening import SALT_SOURCES
 from gateway.mapping import ColumnMapping
 from gateway.records import (
     Columns,
@@ -54,8 +55,8 @@ def _part(
     job: _Job, names: list[str]
 ) -> tuple[EncodedColumns, dict[str, FieldReport], dict[str, list[NormalValue]]]:
     """Normalise and encode ``names``; keep the values attributes are made from."""
-    salted = any(s.salt for s in job.context.fields if s.name in names)
-    keep = {"record_id", *names, *(["date_of_birth"] if salted else [])}
+    salts = [salt for s in job.context.fields if s.name in names for salt in (s.salt, *s.salts)]
+    keep = {"record_id", *names, *(SALT_SOURCES[salt] for salt in salts if salt)}
     mapping = ColumnMapping(
         job.mapping.source, {k: v for k, v in job.mapping.columns.items() if k in keep}
     )

@@ -102,19 +102,39 @@ class Band:
     picks: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]
 
 
+def _copies(corpus: EncodedCorpus, name: str) -> list[tuple[str, str | None]]:
+    """A field's columns as blocking sees them, each with its salt's field (None: unsalted)."""
+    salts = corpus.salt_fields.get(name)
+    if salts is None:
+        return [(name, None)]
+    return [(corpus.copy_name(name, k), salt) for k, salt in enumerate(salts)]
+
+
+def field_pairs(corpus: EncodedCorpus, config: BlockingConfig) -> list[tuple[str, str]]:
+    """The configured pairs of fields over the corpus's columns: a field with copies (one per
+    salt) is banded copy by copy, and two fields with copies pair only copies of one salt."""
+    out: list[tuple[str, str]] = []
+    for a, b in config.field_pairs:
+        if a not in corpus.fields or b not in corpus.fields:
+            continue
+        for (name_a, salt_a), (name_b, salt_b) in itertools.product(
+            _copies(corpus, a), _copies(corpus, b)
+        ):
+            if salt_a is None or salt_b is None or salt_a == salt_b:
+                out.append((name_a, name_b))
+    return out
+
+
 def bands(corpus: EncodedCorpus, config: BlockingConfig) -> Iterator[Band]:
     """The LSH bands of a corpus, in a fixed order from the public seed."""
     rng = np.random.default_rng(config.seed)
     bits = bits_for(config, len(corpus))
     usable: dict[str, npt.NDArray[np.int64]] = {}
-    for a, b in config.field_pairs:
-        if a not in corpus.fields or b not in corpus.fields:
-            continue
+    columns = corpus.copy_columns
+    for a, b in field_pairs(corpus, config):
         for name in (a, b):
             if name not in usable:
-                usable[name] = informative_bits(
-                    corpus.fields[name].values, corpus.fields[name].present
-                )
+                usable[name] = informative_bits(columns[name].values, columns[name].present)
         for _ in range(config.bands):
             pick_a = rng.choice(usable[a], min(bits, len(usable[a])), replace=False)
             pick_b = rng.choice(usable[b], min(bits, len(usable[b])), replace=False)
@@ -123,8 +143,8 @@ def bands(corpus: EncodedCorpus, config: BlockingConfig) -> Iterator[Band]:
 
 def band_keys(corpus: EncodedCorpus, band: Band, rows: npt.NDArray[np.int64]) -> Keys:
     (a, b), (pick_a, pick_b) = band.fields, band.picks
-    key_a = _sampled_key(corpus.fields[a].values[rows], pick_a)
-    key_b = _sampled_key(corpus.fields[b].values[rows], pick_b)
+    key_a = _sampled_key(corpus.copy_columns[a].values[rows], pick_a)
+    key_b = _sampled_key(corpus.copy_columns[b].values[rows], pick_b)
     return np.asarray(key_a * _MIX ^ key_b, dtype=np.uint64)
 
 
@@ -132,7 +152,7 @@ def _lsh_pairs(corpus: EncodedCorpus, config: BlockingConfig) -> list[Pairs]:
     found = []
     for band in bands(corpus, config):
         a, b = band.fields
-        present = corpus.fields[a].present & corpus.fields[b].present
+        present = corpus.copy_columns[a].present & corpus.copy_columns[b].present
         rows = np.flatnonzero(present).astype(np.int64)
         found.append(_pairs_of_equal_keys(band_keys(corpus, band, rows), rows))
     return found
@@ -168,7 +188,7 @@ def proposes(corpus: EncodedCorpus, config: BlockingConfig, i: int, j: int) -> b
     rows = np.array([i, j], dtype=np.int64)
     for band in bands(corpus, config):
         a, b = band.fields
-        if not all(corpus.fields[n].present[rows].all() for n in (a, b)):
+        if not all(corpus.copy_columns[n].present[rows].all() for n in (a, b)):
             continue
         keys = band_keys(corpus, band, rows)
         if keys[0] == keys[1]:

@@ -62,10 +62,47 @@ def _field_similarity(
     return out
 
 
+def _equal_rows(column: FieldColumn, pairs: Pairs) -> npt.NDArray[np.bool_]:
+    """Whether both records hold the field and their stored bytes are equal."""
+    words = as_words(column.values)
+    out = np.empty(len(pairs), dtype=bool)
+    for start in range(0, len(pairs), CHUNK):
+        left, right = pairs[start : start + CHUNK, 0], pairs[start : start + CHUNK, 1]
+        same = np.all(words[left] == words[right], axis=1)
+        out[start : start + CHUNK] = same & column.present[left] & column.present[right]
+    return out
+
+
+def copies_similarity(corpus: EncodedCorpus, name: str, pairs: Pairs, copy_sims: list[Floats]) -> Floats:
+    """A field with copies (one per salt): the similarity of its first copy whose salt agrees
+    (equal filters of the salt's field) and that both records hold; NaN where none does.
+
+    Two copies whose salts both agree hold the same value salted twice; the first counts, once.
+    Where the salt's field is not in the corpus (the policy does not encode it), a copy counts
+    wherever both records hold it."""
+    out = np.full(len(pairs), np.nan)
+    for copy, similarity in enumerate(copy_sims):
+        salt_field = corpus.salt_fields[name][copy]
+        usable = ~np.isnan(similarity) & np.isnan(out)
+        if salt_field in corpus.fields:
+            usable &= _equal_rows(corpus.fields[salt_field], pairs)
+        out[usable] = similarity[usable]
+    return out
+
+
+def _copy_similarities(corpus: EncodedCorpus, name: str, pairs: Pairs) -> list[Floats]:
+    columns = [corpus.copy_columns[corpus.copy_name(name, k)] for k in range(len(corpus.salt_fields[name]))]
+    return [_field_similarity(c, pairs, popcounts(c.values)) for c in columns]
+
+
 def similarities(corpus: EncodedCorpus, pairs: Pairs) -> dict[str, Floats]:
     """Per-field similarity of each candidate pair, in [0, 1] or NaN."""
     result = {}
     for name, column in corpus.fields.items():
+        if name in corpus.salt_fields:
+            copy_sims = _copy_similarities(corpus, name, pairs)
+            result[name] = copies_similarity(corpus, name, pairs, copy_sims)
+            continue
         counts = popcounts(column.values) if column.encoding == "bloom" else None
         result[name] = _field_similarity(column, pairs, counts)
     return result
@@ -82,19 +119,26 @@ class PairComparer:
 
     def _prepare(self, name: str) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint64]] | None:
         if name not in self._prepared:
-            column = self.corpus.fields[name]
+            column = self.corpus.copy_columns[name]
             bloom = column.encoding == "bloom"
             words = as_words(column.values) if bloom else None
             self._prepared[name] = (popcounts(column.values), words) if words is not None else None
         return self._prepared[name]
 
+    def _similarity(self, name: str, pairs: Pairs) -> Floats:
+        prepared = self._prepare(name)
+        counts, words = prepared if prepared is not None else (None, None)
+        return _field_similarity(self.corpus.copy_columns[name], pairs, counts, words)
+
     def levels(self, pairs: Pairs) -> Levels:
         out = np.empty((len(pairs), len(self.fields)), dtype=np.int8)
         for index, name in enumerate(self.fields):
-            column = self.corpus.fields[name]
-            prepared = self._prepare(name)
-            counts, words = prepared if prepared is not None else (None, None)
-            similarity = _field_similarity(column, pairs, counts, words)
+            if name in self.corpus.salt_fields:
+                copies = range(len(self.corpus.salt_fields[name]))
+                sims = [self._similarity(self.corpus.copy_name(name, k), pairs) for k in copies]
+                similarity = copies_similarity(self.corpus, name, pairs, sims)
+            else:
+                similarity = self._similarity(name, pairs)
             level = self.models[name].levels(np.nan_to_num(similarity, nan=-1.0))
             out[:, index] = np.where(np.isnan(similarity), MISSING, level)
         return out

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import numpy.typing as npt
 
 from keys.errors import InputError
 from policies.clks import EncodedBatch, FieldLayout
+from policies.linkage_schema import LinkageSchema
 
 
 @dataclass(frozen=True)
@@ -28,9 +30,30 @@ class EncodedCorpus:
     source_index: npt.NDArray[np.int32]  # (n,) index into source_names
     pseudonyms: tuple[str, ...]
     fields: dict[str, FieldColumn]
+    # Fields stored as copies, one per salt (schema ``salt: [...]``): field -> per copy, the
+    # field whose equal filters say that two records' salts agree (LinkageSchema.salt_fields).
+    salt_fields: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.pseudonyms)
+
+    def copy_name(self, name: str, copy: int) -> str:
+        """The name of one copy of a field with copies, as blocking sees it."""
+        return f"{name}@{self.salt_fields[name][copy]}"
+
+    @cached_property
+    def copy_columns(self) -> dict[str, FieldColumn]:
+        """Every field, a field with copies split into one column per copy (``copy_name``),
+        present where the copy is (not all-zero)."""
+        out = {n: c for n, c in self.fields.items() if n not in self.salt_fields}
+        for name, salts in self.salt_fields.items():
+            column = self.fields[name]
+            width = column.values.shape[1] // len(salts)
+            for copy in range(len(salts)):
+                values = np.ascontiguousarray(column.values[:, copy * width : (copy + 1) * width])
+                present = column.present & values.any(axis=1)
+                out[self.copy_name(name, copy)] = FieldColumn(column.encoding, values, present)
+        return out
 
     def member_key(self, row: int) -> str:
         """A record's identity inside the linkage service: source and pseudonym."""
@@ -55,8 +78,25 @@ def _check_compatible(batches: list[tuple[str, EncodedBatch]]) -> tuple[FieldLay
     return first.fields
 
 
-def build_corpus(batches: list[tuple[str, EncodedBatch]]) -> EncodedCorpus:
-    """Concatenate batches (source name, batch) into one corpus; all must be compatible."""
+def _salt_fields(
+    schema: LinkageSchema | None, first: EncodedBatch, layouts: tuple[FieldLayout, ...]
+) -> dict[str, tuple[str, ...]]:
+    if schema is None:
+        return {}
+    if schema.sha256 != first.schema_hash:
+        raise InputError(
+            "the encodings were made under another linkage schema than the one given",
+            fix="give the schema whose hash the encodings carry",
+        )
+    names = {layout.name for layout in layouts}
+    return {n: salts for n, salts in schema.salt_fields().items() if n in names}
+
+
+def build_corpus(
+    batches: list[tuple[str, EncodedBatch]], schema: LinkageSchema | None = None
+) -> EncodedCorpus:
+    """Concatenate batches (source name, batch) into one corpus; all must be compatible. With
+    the ``schema`` they were encoded under, fields with copies are compared copy by copy."""
     if not batches:
         raise InputError("there is nothing to link", fix="give at least one encoded source")
     layouts = _check_compatible(batches)
@@ -71,4 +111,5 @@ def build_corpus(batches: list[tuple[str, EncodedBatch]]) -> EncodedCorpus:
         )
         for i, layout in enumerate(layouts)
     }
-    return EncodedCorpus(names, index, pseudonyms, fields)
+    salt_fields = _salt_fields(schema, batches[0][1], layouts)
+    return EncodedCorpus(names, index, pseudonyms, fields, salt_fields)

@@ -113,7 +113,8 @@ class LinkageService:
                 f"no batches are stored under policy {policy_id!r}, epoch {epoch}",
                 fix="publish from the gateways first",
             )
-        corpus = build_corpus([(source, batch) for source, batch, _ in stored])
+        schema = self.schemas.get(policy.linkage_schema)  # intake refused any other schema
+        corpus = build_corpus([(source, batch) for source, batch, _ in stored], schema)
         row_ids = [rid for _, _, ids in stored for rid in ids]
         previous = self._previous(policy_id, epoch, corpus, row_ids) if incremental else None
         result = self.engine.link(corpus, previous=previous)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from gateway.pipeline import EncodeResult, context_for_policy, context_without_policy, encode_file
 from gateway.pseudonyms import PseudonymMap
-from gateway.schema import default_schema
+from gateway.schema import schema_for, shipped_schemas
 from keys import read_secret
 from keys.epochs import epoch_for, secret_passphrase
 from keys.errors import InputError
@@ -41,11 +41,10 @@ def encode_command(
 
     secret = read_secret(secret_file, passphrase=secret_passphrase)
     epoch = epoch_for(secret, epoch)
-    schema = load_schema(schema_path) if schema_path else default_schema()
-    if policy_path:
-        context = context_for_policy(
-            load_policy(policy_path), schema, epoch=epoch, today=dt.date.today()
-        )
+    policy = load_policy(policy_path) if policy_path else None
+    schema = schema_for(schema_path, pinned=policy.linkage_schema if policy else None)
+    if policy is not None:
+        context = context_for_policy(policy, schema, epoch=epoch, today=dt.date.today())
     else:
         context = context_without_policy(schema, policy_id=policy_id, epoch=epoch)
     return encode_file(
@@ -92,7 +91,7 @@ class MatchRun:
         from linkage.explain import explain_pair, format_explanation
 
         rows = (self.row_of(left), self.row_of(right))
-        explanation = explain_pair(self.corpus, self.result, rows, self.engine.blocking)
+        explanation = explain_pair(self.corpus, self.result, rows, self.engine.blocking_for(self.corpus))
         return format_explanation(explanation, (left, right))
 
     def write_report(self, folder: Path) -> dict[str, Path]:
@@ -127,7 +126,8 @@ def match_command(inputs: list[Path], output: Path, *, engine: Engine | None = N
             fix="rename one: the stem names the source in links.csv",
         )
     batches = [(path.stem, _read_clks(path)) for path in inputs]
-    corpus = build_corpus(batches)
+    # A shipped schema's names stored as salted copies are compared copy by copy.
+    corpus = build_corpus(batches, shipped_schemas().get(batches[0][1].schema_hash))
     engine = engine or LocalEngine()
     result = engine.link(corpus)
     record_ids = _record_ids(inputs, batches)

@@ -9,7 +9,7 @@ compares) read it, and neither may import the other.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,7 +20,11 @@ from policies.canonical import canonical_sha256
 
 Encoding = Literal["bloom", "token"]
 NORMALISERS = ("given_name", "family_name", "date", "sex", "postcode", "address", "nhs_number")
-SALTS = ("birth_year", "birth_date")  # stable attributes a Bloom field's tokens may be salted with
+SALTS = ("birth_year", "birth_date", "postcode")  # stable attributes a field may be salted with
+# Salts a field may list (``salt: [birth_date, postcode]``, one copy of the filter per salt): those
+# whose agreement the linkage side can read from a deterministic filter of the salt's own field
+# (normaliser -> salt), so that it compares a copy only where the two records' salts are equal.
+COPY_SALTS = {"birth_date": "date", "postcode": "postcode"}
 MAX_BLIP = 0.25
 
 
@@ -35,6 +39,7 @@ class FieldSpec:
     bits: int = 0
     hashes: int = 0
     salt: str | None = None  # hardening: tokens salted with this stable attribute
+    salts: tuple[str, ...] = ()  # hardening: one copy per salt, absent where its salt is missing
     blip: float = 0.0  # hardening: each bit flipped with this probability (BLIP)
     xor_fold: bool = False  # hardening: the filter's halves XOR-ed into one (half the bits)
     balance: bool = False  # hardening: filter and complement, keyed-permuted (twice the bits)
@@ -52,9 +57,23 @@ class FieldSpec:
         return 2 * folded if self.balance else folded
 
     @property
-    def nbytes(self) -> int:
-        """Bytes this field takes in a record: the stored filter, or a 16-byte token."""
+    def copies(self) -> int:
+        """Filters stored for the field: one per listed salt (``salts``), else one."""
+        return max(1, len(self.salts))
+
+    @property
+    def copy_bytes(self) -> int:
+        """Bytes of one stored copy: the stored filter, or a 16-byte token."""
         return self.stored_bits // 8 if self.encoding == "bloom" else 16
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes this field takes in a record: its copies side by side, in ``salts`` order."""
+        return self.copies * self.copy_bytes
+
+    def copy_spec(self, salt: str) -> FieldSpec:
+        """One copy of a field with ``salts``: the same encoding, salted with ``salt`` alone."""
+        return replace(self, salt=salt, salts=())
 
 
 @dataclass(frozen=True)
@@ -74,6 +93,24 @@ class LinkageSchema:
             f"the linkage schema {self.name!r} has no field {name!r}",
             fix="use a field the schema declares",
         )
+
+    def salt_fields(self) -> dict[str, tuple[str, ...]]:
+        """Each field with a list of salts -> per copy, the field whose filters carry its salt
+        (equal filters there: equal salts, so that copy of the two records is comparable)."""
+        return {
+            spec.name: tuple(_salt_field(self.fields, salt) or "" for salt in spec.salts)
+            for spec in self.fields
+            if spec.salts
+        }
+
+
+def _salt_field(fields: tuple[FieldSpec, ...], salt: str) -> str | None:
+    """The deterministic Bloom field normalised as the salt is (None when the schema has none)."""
+    for spec in fields:
+        usable = spec.encoding == "bloom" and not spec.blip and not spec.salt and not spec.salts
+        if usable and spec.normalise == COPY_SALTS[salt]:
+            return spec.name
+    return None
 
 
 def _parse_field(name: str, raw: Any, where: str) -> FieldSpec:
@@ -98,7 +135,8 @@ def _parse_field(name: str, raw: Any, where: str) -> FieldSpec:
             ngram=int(raw.get("ngram", 2)),
             bits=int(raw.get("bits", 0)),
             hashes=int(raw.get("hashes", 0)),
-            salt=None if raw.get("salt") is None else str(raw["salt"]),
+            salt=_single_salt(raw.get("salt")),
+            salts=_salt_list(raw.get("salt"), name, where),
             blip=float(raw.get("blip", 0.0)),
             xor_fold=_flag(raw, "xor_fold", name, where),
             balance=_flag(raw, "balance", name, where),
@@ -119,6 +157,22 @@ def _parse_field(name: str, raw: Any, where: str) -> FieldSpec:
     return spec
 
 
+def _single_salt(value: Any) -> str | None:
+    return None if value is None or isinstance(value, list) else str(value)
+
+
+def _salt_list(value: Any, name: str, where: str) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        return ()
+    salts = tuple(str(item) for item in value)
+    if len(salts) < 1 or len(set(salts)) != len(salts):
+        raise ConfigError(
+            f"{where}: field {name!r} lists no salt or one salt twice",
+            fix="list distinct salts, e.g. salt: [birth_date, postcode]",
+        )
+    return salts
+
+
 def _flag(raw: dict[str, Any], option: str, name: str, where: str) -> bool:
     value = raw.get(option, False)
     if not isinstance(value, bool):
@@ -130,7 +184,7 @@ def _flag(raw: dict[str, Any], option: str, name: str, where: str) -> bool:
 
 
 def _check_hardening(spec: FieldSpec, where: str) -> None:
-    hardened = spec.salt is not None or spec.blip != 0.0 or spec.xor_fold or spec.balance
+    hardened = spec.salt is not None or bool(spec.salts) or spec.blip != 0.0 or spec.xor_fold or spec.balance
     if hardened and spec.encoding != "bloom":
         raise ConfigError(
             f"{where}: field {spec.name!r} is a token field; salt, blip, xor_fold and balance "
@@ -147,6 +201,16 @@ def _check_hardening(spec: FieldSpec, where: str) -> None:
             f"{where}: field {spec.name!r} has an unknown salt {spec.salt!r}",
             fix=f"use one of {', '.join(SALTS)}",
         )
+    if any(salt not in COPY_SALTS for salt in spec.salts):
+        raise ConfigError(
+            f"{where}: field {spec.name!r} lists a salt the linkage side cannot check",
+            fix=f"list only {', '.join(COPY_SALTS)} (or give one salt, not a list)",
+        )
+    if spec.salts and spec.blip:
+        raise ConfigError(
+            f"{where}: field {spec.name!r} combines a list of salts with blip",
+            fix="use either a list of salts or blip on the field",
+        )
     if not (math.isfinite(spec.blip) and 0.0 <= spec.blip <= MAX_BLIP):
         raise ConfigError(
             f"{where}: field {spec.name!r} has blip outside 0..{MAX_BLIP}",
@@ -161,6 +225,14 @@ def parse_schema(document: Any, *, where: str = "linkage schema") -> LinkageSche
     fields = tuple(_parse_field(str(n), raw, where) for n, raw in document["fields"].items())
     if not fields:
         raise ConfigError(f"{where}: 'fields' is empty", fix="declare at least one field")
+    for spec in fields:
+        for salt in spec.salts:
+            if _salt_field(fields, salt) is None:
+                raise ConfigError(
+                    f"{where}: field {spec.name!r} is salted with {salt!r}, but no unsalted "
+                    f"Bloom field without blip is normalised as {COPY_SALTS[salt]!r}",
+                    fix=f"declare such a field (e.g. {COPY_SALTS[salt]}), or drop the salt",
+                )
     version = document.get("schema_version", 1)
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise ConfigError(f"{where}: schema_version must be a whole number", fix="write 1")

@@ -34,12 +34,11 @@ ACCESS_LOG_FORMAT = '%(h)s "%(m)s %(U)s" %(s)s %(B)s %(M)sms'
 
 
 def _publish(args: argparse.Namespace) -> int:
-    from gateway.node import NodeConfig, publish
+    from gateway.node import NodeConfig, Publication, publish
     from gateway.publications import publish_and_record
-    from gateway.schema import default_schema
+    from gateway.schema import schema_for
     from keys import load_signing_key, passphrase_from_environment, read_secret
     from policies.approvals import PolicyTrust
-    from policies.linkage_schema import load_schema
     from policies.model import load_policy
 
     secret = read_secret(
@@ -55,18 +54,24 @@ def _publish(args: argparse.Namespace) -> int:
         args.source, Path(args.input), Path(args.mapping), Path(args.state), args.service
     )
     credentials = _credentials(args, node_key)
-    record, error = publish_and_record(
-        lambda: publish(
+    schema_path = Path(args.schema) if args.schema else None
+
+    def run() -> Publication:
+        policy = load_policy(Path(args.policy))
+        return publish(
             config,
-            policy=load_policy(Path(args.policy)),
-            schema=load_schema(Path(args.schema)) if args.schema else default_schema(),
+            policy=policy,
+            schema=schema_for(schema_path, pinned=policy.linkage_schema),
             secret=secret,
             node_key=node_key,
             epoch=secret.epoch,
             today=dt.date.today(),
             trust=PolicyTrust(_trusted_dpo_keys()),
             auth=credentials.headers,
-        ),
+        )
+
+    record, error = publish_and_record(
+        run,
         state_dir=config.state_dir,
         trigger="cli",
         requested_by="cli",

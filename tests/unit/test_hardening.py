@@ -22,7 +22,7 @@ from gateway.hardening import (
     transform,
     xor_fold,
 )
-from gateway.schema import default_schema, hardened_schema
+from gateway.schema import default_schema, default_v1_schema, hardened_schema
 from keys.errors import ConfigError
 from policies.linkage_schema import FieldSpec, parse_schema
 
@@ -37,9 +37,9 @@ def _schema(**field: Any) -> dict[str, Any]:
     return {"name": "t", "schema_version": 2, "fields": {"given_name": {**base, **field}}}
 
 
-def test_the_hardened_schema_is_the_default_with_names_salted_by_the_birth_date() -> None:
-    schema, default = hardened_schema(), default_schema()
-    assert (schema.version, default.version) == (2, 1)
+def test_the_hardened_schema_is_version_1_with_names_salted_by_the_birth_date() -> None:
+    schema, default = hardened_schema(), default_v1_schema()
+    assert (schema.version, default.version, default_schema().version) == (2, 1, 3)
     assert {s.name for s in schema.fields if s.salt} == {"given_name", "family_name"}
     assert all(s.salt in (None, "birth_date") and s.blip == 0.0 for s in schema.fields)
     unsalted = [FieldSpec(**{**vars(s), "salt": None}) for s in schema.fields]
@@ -50,7 +50,12 @@ def test_the_hardened_schema_is_the_default_with_names_salted_by_the_birth_date(
 @pytest.mark.parametrize(
     ("field", "named"),
     [
-        ({"salt": "postcode"}, "unknown salt"),
+        ({"salt": "house"}, "unknown salt"),
+        ({"salt": ["birth_year"]}, "cannot check"),
+        ({"salt": []}, "no salt or one salt twice"),
+        ({"salt": ["postcode", "postcode"]}, "no salt or one salt twice"),
+        ({"salt": ["postcode"], "blip": 0.1}, "list of salts with blip"),
+        ({"salt": ["postcode"]}, "no unsalted Bloom field"),
         ({"blip": 0.6}, "blip outside"),
         ({"blip": -0.1}, "blip outside"),
         ({"blip": "much"}, "non-numeric"),

@@ -20,7 +20,7 @@ from gateway.mapping import canonical_mapping
 from gateway.pipeline import context_without_policy
 from gateway.pseudonyms import PseudonymMap
 from gateway.records import normalise_rows
-from gateway.schema import default_schema, hardened_schema
+from gateway.schema import default_schema, default_v1_schema, hardened_schema
 from keys import KeyPurpose, LinkageSecret, derive_key
 from policies.clks import dump_clks, load_clks
 from policies.linkage_schema import LinkageSchema
@@ -35,20 +35,21 @@ def _load(name: str) -> dict[str, Any]:
 
 
 DERIVE = _load("derive-v1.json")
-ENCODING = _load("encoding-v1.json")  # the shipped default schema (version 1)
+ENCODING = _load("encoding-v1.json")  # schema version 1, the default until version 3
 ENCODING_V2 = _load("encoding-v2.json")  # the shipped hardened schema (version 2, salted names)
-ENCODINGS = {"v1": ENCODING, "v2": ENCODING_V2}
+ENCODING_V3 = _load("encoding-v3.json")  # the default schema (version 3, names as salted copies)
+ENCODINGS = {"v1": ENCODING, "v2": ENCODING_V2, "v3": ENCODING_V3}
 
 
 def _schema(version: str) -> LinkageSchema:
-    return hardened_schema() if version == "v2" else default_schema()
+    return {"v1": default_v1_schema, "v2": hardened_schema, "v3": default_schema}[version]()
 
 
 def test_vectors_are_marked_as_test_only() -> None:
     readme = (VECTORS / "README.md").read_text(encoding="utf-8")
     assert "TEST secret" in readme
     assert "Never use" in readme
-    for document in (DERIVE, ENCODING, ENCODING_V2):
+    for document in (DERIVE, ENCODING, ENCODING_V2, ENCODING_V3):
         assert "TEST" in document["_note"]
         assert "Never use" in document["_note"]
         assert document["test_secret_hex"] == TEST_SECRET_HEX
@@ -77,9 +78,21 @@ def test_derive_vectors_cover_both_purposes_and_distinct_keys() -> None:
     assert len({v["key_hex"] for v in vectors}) == len(vectors)
 
 
-def test_default_schema_hash_matches_the_vector() -> None:
-    assert default_schema().sha256 == ENCODING["schema_sha256"]
+def test_shipped_schema_hashes_match_the_vectors() -> None:
+    assert default_v1_schema().sha256 == ENCODING["schema_sha256"]
     assert hardened_schema().sha256 == ENCODING_V2["schema_sha256"]
+    assert default_schema().sha256 == ENCODING_V3["schema_sha256"]
+
+
+def test_the_default_schemas_copies_of_a_name_are_absent_where_their_salt_is() -> None:
+    """Version 3: a copy whose salt (date of birth, postcode) is missing is all-zero, never
+    salted with the empty salt."""
+    for record in ENCODING_V3["records"]:
+        for name in ("given_name", "family_name"):
+            by_date, by_postcode = (record["encoded_hex"][name][i : i + 64] for i in (0, 64))
+            has_name = bool(record["input"][name].strip())
+            assert (set(by_date) != {"0"}) == (has_name and bool(record["input"]["date_of_birth"]))
+            assert (set(by_postcode) != {"0"}) == (has_name and bool(record["input"]["postcode"]))
 
 
 def _encode_vector_records(version: str = "v1") -> tuple[Any, list[str]]:
@@ -105,11 +118,12 @@ def _encode_vector_records(version: str = "v1") -> tuple[Any, list[str]]:
     return batch, [spec.name for spec in ctx.fields]
 
 
-def test_field_layout_matches_the_vector() -> None:
-    batch, _ = _encode_vector_records()
+@pytest.mark.parametrize("version", sorted(ENCODINGS))
+def test_field_layout_matches_the_vector(version: str) -> None:
+    batch, _ = _encode_vector_records(version)
     layout = [{"name": f.name, "encoding": f.encoding, "bytes": f.nbytes} for f in batch.fields]
-    assert layout == ENCODING["fields"]
-    assert batch.schema_hash == ENCODING["schema_sha256"]
+    assert layout == ENCODINGS[version]["fields"]
+    assert batch.schema_hash == ENCODINGS[version]["schema_sha256"]
 
 
 @pytest.mark.parametrize("version", sorted(ENCODINGS))
@@ -131,9 +145,10 @@ def test_vectors_include_empty_values_as_all_zero_rows() -> None:
         assert all(set(value) == {"0"} for value in record["encoded_hex"].values())
 
 
-def test_vector_encodings_survive_the_clks_round_trip() -> None:
-    batch, names = _encode_vector_records()
+@pytest.mark.parametrize("version", sorted(ENCODINGS))
+def test_vector_encodings_survive_the_clks_round_trip(version: str) -> None:
+    batch, names = _encode_vector_records(version)
     loaded = load_clks(dump_clks(batch))
-    for row, expected in enumerate(ENCODING["records"]):
+    for row, expected in enumerate(ENCODINGS[version]["records"]):
         for name in names:
             assert bytes(loaded.values[name][row]).hex() == expected["encoded_hex"][name]

@@ -1,12 +1,12 @@
 """Regenerate a known-answer encoding vector file (TEST secret only; see README.md).
 
-    python tests/vectors/generate.py encoding-v2.json --schema hardened
+    python tests/vectors/generate.py encoding-v3.json --schema default
 
 Takes the input rows of the existing ``encoding-v1.json`` (names, dates, postcodes, addresses,
 NHS numbers chosen to exercise every normaliser, and an all-empty record), encodes them with
-the current code under a shipped schema (``default`` or ``hardened``) and writes the expected
-bytes. (Run with ``--schema default`` into a scratch file, it reproduces ``encoding-v1.json``
-exactly, which is how its method was checked.) Run it only for a deliberate change of the
+the current code under a shipped schema (``default``: version 3, ``default-v1`` or
+``hardened``: version 2) and writes the expected bytes. (Run with ``--schema default-v1`` into a
+scratch file, it reproduces ``encoding-v1.json`` exactly, which is how its method was checked.) Run it only for a deliberate change of the
 encoding, which ships as a new schema or format version and is in the changelog: a vector
 that changes silently is the bug these files exist to catch.
 """
@@ -28,7 +28,7 @@ from gateway.mapping import canonical_mapping  # noqa: E402
 from gateway.pipeline import context_without_policy  # noqa: E402
 from gateway.pseudonyms import PseudonymMap  # noqa: E402
 from gateway.records import normalise_rows  # noqa: E402
-from gateway.schema import default_schema, hardened_schema  # noqa: E402
+from gateway.schema import default_schema, default_v1_schema, hardened_schema  # noqa: E402
 from keys import LinkageSecret  # noqa: E402
 from policies.linkage_schema import LinkageSchema  # noqa: E402
 
@@ -41,6 +41,8 @@ NOTE = (
 def load(name: str) -> tuple[LinkageSchema, str]:
     if name == "hardened":
         return hardened_schema(), "gateway.schema.hardened_schema()"
+    if name == "default-v1":
+        return default_v1_schema(), "gateway.schema.default_v1_schema()"
     return default_schema(), "gateway.schema.default_schema()"
 
 
@@ -78,7 +80,9 @@ def vectors(schema: LinkageSchema, described: str) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("output")
-    parser.add_argument("--schema", choices=("default", "hardened"), default="default")
+    parser.add_argument(
+        "--schema", choices=("default", "default-v1", "hardened"), default="default"
+    )
     args = parser.parse_args()
     document = vectors(*load(args.schema))
     text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"

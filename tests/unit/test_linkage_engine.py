@@ -525,7 +525,7 @@ def encoded_town(tmp_path_factory: pytest.TempPathFactory) -> EncodedTown:
         batches.append((agency, result.batch))
         for pseudonym, record in pseudonyms.record_for().items():
             truth[f"{agency}:{pseudonym}"] = person[(agency, record)]
-    corpus = build_corpus(batches)
+    corpus = build_corpus(batches, default_schema())
     rows_of: dict[str, list[int]] = defaultdict(list)
     for row in range(len(corpus)):
         rows_of[truth[corpus.member_key(row)]].append(row)
@@ -539,7 +539,7 @@ def predicted(corpus: EncodedCorpus, result: LinkResult) -> dict[str, str]:
 
 
 def test_blocking_keeps_true_pairs_of_a_town(encoded_town: EncodedTown) -> None:
-    pairs = candidate_pairs(encoded_town.corpus)
+    pairs = candidate_pairs(encoded_town.corpus, LocalEngine().blocking_for(encoded_town.corpus))
     assert pair_completeness(pairs, encoded_town.true_pairs) >= 0.99
     assert reduction_ratio(pairs, len(encoded_town.corpus)) >= 0.9
 

@@ -1,0 +1,184 @@
+"""Names stored as salted copies (schema ``salt: [birth_date, postcode]``, the default schema,
+version 3): how the gateway encodes the copies, and how the linkage side compares and blocks
+on them (docs/attacks.md, docs/formats.md)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gateway.bloom import BloomEncoder
+from gateway.encode import encode_records
+from gateway.hardening import filter_spec, salt_values
+from gateway.mapping import canonical_mapping
+from gateway.pipeline import context_without_policy
+from gateway.pseudonyms import PseudonymMap
+from gateway.records import NormalisedRecords, normalise_rows
+from gateway.schema import (
+    default_schema,
+    default_v1_schema,
+    hardened_schema,
+    schema_for,
+    shipped_schema,
+)
+from keys import KeyPurpose, LinkageSecret, derive_key
+from keys.errors import ConfigError, InputError
+from linkage.blocking import candidate_pairs, field_pairs
+from linkage.classify import DEFAULT_MODELS
+from linkage.compare import MISSING, comparison_levels, similarities
+from linkage.corpus import EncodedCorpus, build_corpus
+from linkage.engine import COPIES_BLOCKING, LocalEngine, model_fields, salted_fields
+from policies.clks import EncodedBatch
+from policies.linkage_schema import LinkageSchema
+
+SECRET = LinkageSecret(bytes(range(32)))
+HEADER = ["record_id", "given_name", "family_name", "date_of_birth", "postcode"]
+TODAY = dt.date(2027, 1, 1)
+
+
+def _records(rows: list[list[str]]) -> NormalisedRecords:
+    return normalise_rows(
+        (dict(zip(HEADER, row, strict=True)) for row in rows),
+        canonical_mapping("t", HEADER),
+        today=TODAY,
+    )
+
+
+def _encode(rows: list[list[str]], schema: LinkageSchema | None = None) -> EncodedBatch:
+    schema = schema or default_schema()
+    records = _records(rows)
+    context = context_without_policy(schema, policy_id="t", epoch=0)
+    return encode_records(records, secret=SECRET, context=context, pseudonyms=PseudonymMap())
+
+
+def test_the_default_declares_two_copies_per_name_and_keeps_the_older_versions() -> None:
+    schema = default_schema()
+    names = [spec for spec in schema.fields if spec.salts]
+    assert [spec.name for spec in names] == ["given_name", "family_name"]
+    assert all(spec.salts == ("birth_date", "postcode") and spec.salt is None for spec in names)
+    assert all(spec.nbytes == 2 * spec.copy_bytes == 64 for spec in names)
+    assert schema.salt_fields() == {
+        "given_name": ("date_of_birth", "postcode"),
+        "family_name": ("date_of_birth", "postcode"),
+    }
+    assert salted_fields(schema) == ()  # the single-salt rules of version 2 stay off
+    assert default_v1_schema().version == 1 and hardened_schema().version == 2
+
+
+def test_a_policy_finds_the_shipped_schema_it_pins() -> None:
+    for schema in (default_schema(), default_v1_schema(), hardened_schema()):
+        assert shipped_schema(schema.sha256) == schema
+        assert schema_for(None, pinned=schema.sha256) == schema
+    assert schema_for(None) == default_schema()
+    with pytest.raises(ConfigError) as caught:
+        shipped_schema("0" * 64)
+    assert "not shipped" in caught.value.message and caught.value.fix
+
+
+def _key(field: str) -> bytes:
+    return derive_key(SECRET, purpose=KeyPurpose.BLOOM, policy_id="t", epoch=0, field=field)
+
+
+PEOPLE = st.lists(
+    st.tuples(
+        st.sampled_from(["anna", "bob", "", "zoë"]),
+        st.sampled_from(["1980-02-29", "2001-12-31", ""]),
+        st.sampled_from(["CT9 1AB", "CT9 2XY", ""]),
+    ),
+    min_size=1,
+    max_size=8,
+)
+
+
+@settings(max_examples=25, deadline=None)
+@given(people=PEOPLE)
+def test_each_copy_is_the_name_salted_with_its_attribute_and_absent_without_it(
+    people: list[tuple[str, str, str]],
+) -> None:
+    rows = [[str(i), name, "smith", born, postcode] for i, (name, born, postcode) in enumerate(people)]
+    batch, values = _encode(rows), _records(rows).values
+    spec = default_schema().field("given_name")
+    encoder = BloomEncoder(filter_spec(spec), _key("given_name"))
+    stored = batch.values["given_name"]
+    column = [layout.name for layout in batch.fields].index("given_name")
+    for copy, salt in enumerate(spec.salts):
+        salts = salt_values(salt, values, len(people))
+        part = stored[:, copy * 32 : (copy + 1) * 32]
+        for row, name in enumerate(values["given_name"]):
+            if name is not None and salts[row] is not None:
+                # the harness's call (tests/integration/attacks.py) gives the same bytes
+                alone = encoder.encode_many([name], [salts[row] or ""])
+                assert np.array_equal(part[row], alone[0])
+            else:
+                assert not part[row].any()  # never salted with the empty salt
+    expected = [bool(n) and bool(b or p) for n, b, p in people]
+    assert batch.present[:, column].tolist() == expected
+
+
+def _corpus(rows: list[list[str]]) -> EncodedCorpus:
+    return build_corpus([("a", _encode(rows))], default_schema())
+
+
+def test_a_name_is_compared_by_a_copy_whose_salt_agrees_and_missing_where_none_does() -> None:
+    rows = [
+        ["0", "anna", "smith", "1980-02-29", "CT9 1AB"],
+        ["1", "anna", "smith", "1980-02-29", "CT9 2XY"],  # date agrees with 0
+        ["2", "anna", "smith", "1975-01-01", "CT9 1AB"],  # postcode agrees with 0
+        ["3", "anna", "smith", "1975-01-01", "CT9 2XY"],  # neither agrees with 0
+        ["4", "bob", "jones", "1980-02-29", "CT9 9ZZ"],  # date agrees with 0, names differ
+        ["5", "anna", "smith", "", "CT9 1AB"],  # no date: the postcode copy alone
+    ]
+    corpus = _corpus(rows)
+    pairs = np.array([[0, 1], [0, 2], [0, 3], [0, 4], [0, 5], [3, 5]], dtype=np.int64)
+    fields = model_fields(corpus)
+    levels = comparison_levels(corpus, pairs, fields, DEFAULT_MODELS)
+    given = levels[:, fields.index("given_name")].tolist()
+    worst = len(DEFAULT_MODELS["given_name"].m) - 1
+    assert given == [0, 0, MISSING, worst, 0, MISSING]
+    sims = similarities(corpus, pairs)["family_name"]
+    assert sims[0] == sims[1] == 1.0 and np.isnan(sims[2]) and sims[3] < 0.5
+
+
+def test_the_salts_own_field_left_out_lets_a_copy_count_wherever_both_hold_it() -> None:
+    batch = _encode([["0", "anna", "s", "1980-02-29", "CT9 1AB"], ["1", "anna", "s", "", "CT9 2XY"]])
+    keep = tuple(f for f in batch.fields if f.name != "postcode")
+    index = [f.name for f in batch.fields].index("postcode")
+    narrowed = EncodedBatch(
+        batch.schema_hash, batch.policy_id, batch.policy_version, batch.epoch, keep, (),
+        batch.pseudonyms, np.delete(batch.present, index, axis=1),
+        {f.name: batch.values[f.name] for f in keep}, batch.attributes,
+    )  # fmt: skip
+    corpus = build_corpus([("a", narrowed)], default_schema())
+    similarity = similarities(corpus, np.array([[0, 1]], dtype=np.int64))["given_name"]
+    assert 0.0 <= similarity[0] < 0.5  # the postcode copies, salted differently, compared
+
+
+def test_build_corpus_refuses_a_schema_the_encodings_were_not_made_under() -> None:
+    batch = _encode([["0", "anna", "smith", "1980-02-29", "CT9 1AB"]])
+    with pytest.raises(InputError) as caught:
+        build_corpus([("a", batch)], default_v1_schema())
+    assert "another linkage schema" in caught.value.message and caught.value.fix
+
+
+def test_blocking_bands_each_copy_and_finds_a_person_by_either_salt() -> None:
+    rows = [
+        ["0", "anna", "smith", "1980-02-29", "CT9 1AB"],
+        ["1", "anna", "smith", "1980-02-29", "SB1 2DL"],  # moved: found by the date copies
+        ["2", "anna", "smith", "1908-02-29", "CT9 1AB"],  # date mistyped: the postcode copies
+    ]
+    corpus = _corpus(rows)
+    engine = LocalEngine()
+    assert engine.blocking_for(corpus) == COPIES_BLOCKING
+    banded = field_pairs(corpus, COPIES_BLOCKING)
+    assert ("given_name@date_of_birth", "family_name@date_of_birth") in banded
+    assert ("given_name@postcode", "family_name@postcode") in banded
+    assert ("given_name@date_of_birth", "family_name@postcode") not in banded
+    assert ("address", "address") in COPIES_BLOCKING.field_pairs
+    found = {tuple(p) for p in candidate_pairs(corpus, COPIES_BLOCKING).tolist()}
+    assert {(0, 1), (0, 2)} <= found
+    result = engine.link(corpus)
+    assert len(set(result.entity_ids)) < 3

@@ -117,8 +117,8 @@ def attack_rates(schema: LinkageSchema, seed: int = 1) -> dict[str, dict[str, fl
         rows = attacks.sample(pop, 5_000, seed=seed)
         copies = [spec.copy_spec(s) for s in spec.salts if s in HARNESS_SALTS] or [spec]
         rates[field] = {"frequency": 0.0, "pattern_mining": 0.0}
-        for copy in copies:
-            found = attacks.attack_rates(pop, rows, copy, ATTACK_SECRET)
+        for target in copies:
+            found = attacks.attack_rates(pop, rows, target, ATTACK_SECRET)
             frequency = max(found["frequency"], found.get("frequency_joint", 0.0))
             rates[field]["frequency"] = max(rates[field]["frequency"], frequency)
             rates[field]["pattern_mining"] = max(

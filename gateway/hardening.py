@@ -52,7 +52,11 @@ U8 = npt.NDArray[np.uint8]
 
 
 Values = dict[str, list[str | dt.date | None]]
-SALT_SOURCES = {"birth_date": "date_of_birth", "birth_year": "date_of_birth", "postcode": "postcode"}
+SALT_SOURCES = {
+    "birth_date": "date_of_birth",
+    "birth_year": "date_of_birth",
+    "postcode": "postcode",
+}
 
 
 def salt_values(salt: str, values: Values, count: int) -> list[str | None]:

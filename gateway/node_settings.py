@@ -25,7 +25,7 @@ from keys import LinkageSecret, SigningKey, load_signing_key, read_secret
 from keys.errors import ConfigError
 from keys.keyfiles import read_key_file
 from policies.approvals import PolicyTrust, load_trusted_policy
-from policies.linkage_schema import LinkageSchema, load_schema
+from policies.linkage_schema import LinkageSchema
 from policies.model import Policy
 
 SECRET_PASSPHRASE = "PLACELINK_SECRET_PASSPHRASE"  # noqa: S105 (a variable's name)

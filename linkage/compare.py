@@ -73,7 +73,9 @@ def _equal_rows(column: FieldColumn, pairs: Pairs) -> npt.NDArray[np.bool_]:
     return out
 
 
-def copies_similarity(corpus: EncodedCorpus, name: str, pairs: Pairs, copy_sims: list[Floats]) -> Floats:
+def copies_similarity(
+    corpus: EncodedCorpus, name: str, pairs: Pairs, copy_sims: list[Floats]
+) -> Floats:
     """A field with copies (one per salt): the similarity of its first copy whose salt agrees
     (equal filters of the salt's field) and that both records hold; NaN where none does.
 
@@ -91,7 +93,9 @@ def copies_similarity(corpus: EncodedCorpus, name: str, pairs: Pairs, copy_sims:
 
 
 def _copy_similarities(corpus: EncodedCorpus, name: str, pairs: Pairs) -> list[Floats]:
-    columns = [corpus.copy_columns[corpus.copy_name(name, k)] for k in range(len(corpus.salt_fields[name]))]
+    columns = [
+        corpus.copy_columns[corpus.copy_name(name, k)] for k in range(len(corpus.salt_fields[name]))
+    ]
     return [_field_similarity(c, pairs, popcounts(c.values)) for c in columns]
 
 

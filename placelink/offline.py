@@ -15,7 +15,6 @@ from keys import read_secret
 from keys.epochs import epoch_for, secret_passphrase
 from keys.errors import InputError
 from policies.clks import EncodedBatch, load_clks
-from policies.linkage_schema import load_schema
 from policies.model import load_policy
 
 if TYPE_CHECKING:  # the linkage side (numba and all) is imported by ``match`` only, not ``encode``
@@ -91,7 +90,9 @@ class MatchRun:
         from linkage.explain import explain_pair, format_explanation
 
         rows = (self.row_of(left), self.row_of(right))
-        explanation = explain_pair(self.corpus, self.result, rows, self.engine.blocking_for(self.corpus))
+        explanation = explain_pair(
+            self.corpus, self.result, rows, self.engine.blocking_for(self.corpus)
+        )
         return format_explanation(explanation, (left, right))
 
     def write_report(self, folder: Path) -> dict[str, Path]:

@@ -184,7 +184,13 @@ def _flag(raw: dict[str, Any], option: str, name: str, where: str) -> bool:
 
 
 def _check_hardening(spec: FieldSpec, where: str) -> None:
-    hardened = spec.salt is not None or bool(spec.salts) or spec.blip != 0.0 or spec.xor_fold or spec.balance
+    hardened = (
+        spec.salt is not None
+        or bool(spec.salts)
+        or spec.blip != 0.0
+        or spec.xor_fold
+        or spec.balance
+    )
     if hardened and spec.encoding != "bloom":
         raise ConfigError(
             f"{where}: field {spec.name!r} is a token field; salt, blip, xor_fold and balance "

@@ -470,7 +470,9 @@ def test_run_linkage_links_every_stored_record(linked: LinkageService, world: Wo
 
 def test_stored_memberships_match_an_in_memory_link(linked: LinkageService, world: World) -> None:
     linked.run_linkage(world.policy.policy_id)
-    corpus = build_corpus([(agency, world.batches[agency]) for agency in AGENCIES], default_schema())
+    corpus = build_corpus(
+        [(agency, world.batches[agency]) for agency in AGENCIES], default_schema()
+    )
     result = LocalEngine().link(corpus)
     expected = {corpus.member_key(r): e for r, e in enumerate(result.entity_ids)}
     for agency in AGENCIES:

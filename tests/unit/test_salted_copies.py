@@ -99,7 +99,9 @@ PEOPLE = st.lists(
 def test_each_copy_is_the_name_salted_with_its_attribute_and_absent_without_it(
     people: list[tuple[str, str, str]],
 ) -> None:
-    rows = [[str(i), name, "smith", born, postcode] for i, (name, born, postcode) in enumerate(people)]
+    rows = [
+        [str(i), name, "smith", born, postcode] for i, (name, born, postcode) in enumerate(people)
+    ]
     batch, values = _encode(rows), _records(rows).values
     spec = default_schema().field("given_name")
     encoder = BloomEncoder(filter_spec(spec), _key("given_name"))
@@ -144,7 +146,9 @@ def test_a_name_is_compared_by_a_copy_whose_salt_agrees_and_missing_where_none_d
 
 
 def test_the_salts_own_field_left_out_lets_a_copy_count_wherever_both_hold_it() -> None:
-    batch = _encode([["0", "anna", "s", "1980-02-29", "CT9 1AB"], ["1", "anna", "s", "", "CT9 2XY"]])
+    batch = _encode(
+        [["0", "anna", "s", "1980-02-29", "CT9 1AB"], ["1", "anna", "s", "", "CT9 2XY"]]
+    )
     keep = tuple(f for f in batch.fields if f.name != "postcode")
     index = [f.name for f in batch.fields].index("postcode")
     narrowed = EncodedBatch(

@@ -6,9 +6,10 @@ Takes the input rows of the existing ``encoding-v1.json`` (names, dates, postcod
 NHS numbers chosen to exercise every normaliser, and an all-empty record), encodes them with
 the current code under a shipped schema (``default``: version 3, ``default-v1`` or
 ``hardened``: version 2) and writes the expected bytes. (Run with ``--schema default-v1`` into a
-scratch file, it reproduces ``encoding-v1.json`` exactly, which is how its method was checked.) Run it only for a deliberate change of the
-encoding, which ships as a new schema or format version and is in the changelog: a vector
-that changes silently is the bug these files exist to catch.
+scratch file, it reproduces ``encoding-v1.json`` exactly, which is how its method was
+checked.) Run it only for a deliberate change of the encoding, which ships as a new schema or
+format version and is in the changelog: a vector that changes silently is the bug these files
+exist to catch.
 """
 
 from __future__ import annotations

@@ -6,16 +6,20 @@ attached, each in its declared generalised form. Everything else stays at home.
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
 
-from gateway.bloom import U8, BloomEncoder, TokenEncoder
+from gateway.bloom import U8, BloomEncoder, TokenEncoder, or_rows
+from gateway.codebook import distinct
 from gateway.generalise import generaliser
-from gateway.hardening import filter_spec, salt_values, salts_for, transform
+from gateway.hardening import filter_spec, salt_values, salted, salts_for, transform
 from gateway.pseudonyms import PseudonymMap
 from gateway.records import NormalisedRecords
+from gateway.tokenise import token_ids
 from keys import KeyPurpose, LinkageSecret, derive_key
 from policies.clks import PSEUDONYM_BYTES, EncodedBatch, FieldLayout
 from policies.decisions import ReleasedAttribute
@@ -103,13 +107,39 @@ def _encode_field(
     encoder = _encoder(spec, secret, ctx)
     salts = salts_for(spec, records.values, count)
     if isinstance(encoder, BloomEncoder) and salts is not None:
-        filters = encoder.encode_many(records.values.get(spec.name, [None] * count), salts)
+        filters = salted_filters(encoder, records.values.get(spec.name, [None] * count), salts)
     else:
         filters = encoder.encode_book(coded.values, coded.rows)
     if isinstance(encoder, BloomEncoder):  # hardening: gateway/hardening.py
         key = _field_key(spec, secret, ctx)
         filters = transform(filters, present, spec, key, records.record_ids)
     return filters, present
+
+
+def salted_filters(
+    encoder: BloomEncoder, values: Sequence[str | dt.date | None], salts: Sequence[str | None]
+) -> U8:
+    """``encoder.encode_many(values, salts)``'s bytes in one vectorised pass (all-zero rows
+    where the value or the salt is None): each distinct (value, salt) once, each distinct
+    salted token once, one batch of keyed hashes for them all."""
+    pairs = [None if v is None or s is None else (v, s) for v, s in zip(values, salts, strict=True)]
+    unique, index = distinct(pairs)
+    present = [p for p in unique if p is not None]
+    filters = np.zeros((len(present), encoder.spec.bits // 8), dtype=np.uint8)
+    if present:
+        vocabulary, ids = token_ids(encoder.spec, [value for value, _ in present])
+        salt_names, salt_of = np.unique([salt for _, salt in present], return_inverse=True)
+        real = ids < len(vocabulary)
+        codes = ids * len(salt_names) + salt_of.reshape(-1, 1)
+        used, numbered = np.unique(codes[real], return_inverse=True)
+        width = len(salt_names)
+        tokens = [salted(vocabulary[c // width], str(salt_names[c % width])) for c in used.tolist()]
+        salted_ids = np.full(ids.shape, len(tokens), dtype=np.int64)  # padding: the zero row
+        salted_ids[real] = numbered.reshape(-1)
+        filters = or_rows(encoder.token_filters(tokens), salted_ids)
+    if None in unique:
+        filters = np.insert(filters, unique.index(None), 0, axis=0)
+    return np.ascontiguousarray(filters[index])
 
 
 def _encode_copies(
@@ -123,9 +153,8 @@ def _encode_copies(
     copies, present = [], np.zeros(count, dtype=bool)
     for salt in spec.salts:
         salts = salt_values(salt, records.values, count)
-        kept = [None if s is None else v for v, s in zip(values, salts, strict=True)]
-        filters = encoder.encode_many(kept, [s or "" for s in salts])
-        held = np.array([v is not None for v in kept], dtype=bool)
+        filters = salted_filters(encoder, values, salts)
+        held = np.array([v is not None and s is not None for v, s in zip(values, salts)], bool)
         copies.append(transform(filters, held, spec.copy_spec(salt), key, records.record_ids))
         present |= held
     return np.ascontiguousarray(np.concatenate(copies, axis=1)), present

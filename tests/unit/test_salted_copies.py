@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.bloom import BloomEncoder
-from gateway.encode import encode_records
+from gateway.encode import encode_records, salted_filters
 from gateway.hardening import filter_spec, salt_values
 from gateway.mapping import canonical_mapping
 from gateway.pipeline import context_without_policy
@@ -186,3 +186,26 @@ def test_blocking_bands_each_copy_and_finds_a_person_by_either_salt() -> None:
     assert {(0, 1), (0, 2)} <= found
     result = engine.link(corpus)
     assert len(set(result.entity_ids)) < 3
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    pairs=st.lists(
+        st.tuples(
+            st.one_of(st.none(), st.text(alphabet="abcé -", min_size=1, max_size=6)),
+            st.one_of(st.none(), st.sampled_from(["", "1980-02-29", "CT9 1AB", "2000"])),
+        ),
+        max_size=12,
+    )
+)
+def test_the_vectorised_salted_encoding_gives_encode_manys_bytes(
+    pairs: list[tuple[str | None, str | None]],
+) -> None:
+    spec = default_schema().field("family_name")
+    encoder = BloomEncoder(filter_spec(spec), _key("family_name"))
+    values = [v for v, _ in pairs]
+    salts = [s for _, s in pairs]
+    fast = salted_filters(encoder, values, salts)
+    kept = [None if s is None else v for v, s in pairs]
+    assert fast.shape == (len(pairs), 32)
+    assert np.array_equal(fast, encoder.encode_many(kept, [s or "" for s in salts]))

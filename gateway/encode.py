@@ -154,7 +154,7 @@ def _encode_copies(
     for salt in spec.salts:
         salts = salt_values(salt, records.values, count)
         filters = salted_filters(encoder, values, salts)
-        held = np.array([v is not None and s is not None for v, s in zip(values, salts)], bool)
+        held = filters.any(axis=1)  # a present value's filter is never empty
         copies.append(transform(filters, held, spec.copy_spec(salt), key, records.record_ids))
         present |= held
     return np.ascontiguousarray(np.concatenate(copies, axis=1)), present

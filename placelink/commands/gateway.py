@@ -170,7 +170,7 @@ def register(commands: Commands) -> None:
     add("--mapping", required=True, help="column mapping YAML")
     add("--state", required=True, help="the node's state folder (pseudonym maps)")
     add("--service", required=True, help="the linkage service's URL")
-    add("--schema", help="linkage schema YAML (default: the shipped one)")
+    add("--schema", help="linkage schema YAML (default: the shipped schema the policy pins)")
     add("--unencrypted-unsafe", action="store_true", help="accept an unencrypted node key")
     add("--client-id", help="OAuth client id (else $PLACELINK_CLIENT_ID, else SOURCE-gateway)")
     add("--client-secret-file", help="use a client secret, not the node key (private_key_jwt)")

@@ -88,7 +88,7 @@ def register(commands: Commands) -> None:
     add("--secret-file", required=True, help="linkage secret (key file or >= 32 raw bytes)")
     add("--input", required=True, help="agency CSV")
     add("--output", required=True, help="the .clks file to write")
-    add("--schema", help="linkage schema YAML (default: the shipped one)")
+    add("--schema", help="linkage schema YAML (default: the one --policy pins, else the default)")
     add("--mapping", help="column mapping YAML (default: canonical columns)")
     add("--policy-id", default="offline", help="policy id the keys derive from")
     add("--policy", help="policy YAML to enforce (fields, attributes, dates)")

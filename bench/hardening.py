@@ -64,6 +64,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "salt birth_year": {"salt": "birth_year"},
     "salt birth_date": {"salt": "birth_date"},
     "salt [birth_date postcode]": {"salt": ["birth_date", "postcode"]},
+    "salt [birth_date postcode_other_name]": {"salt": ["birth_date", "postcode_other_name"]},
     "salt birth_date + xor_fold + balance": {
         "salt": "birth_date",
         "xor_fold": True,

@@ -152,9 +152,11 @@ def _encode_copies(
     encoder = BloomEncoder(filter_spec(spec), key)
     copies, present = [], np.zeros(count, dtype=bool)
     for salt in spec.salts:
-        salts = salt_values(salt, records.values, count)
+        salts = salt_values(salt, records.values, count, spec.name)
         filters = salted_filters(encoder, values, salts)
-        held = filters.any(axis=1)  # a present value's filter is never empty
+        held = np.asarray(
+            filters.any(axis=1), dtype=bool
+        )  # a present value's filter is never empty
         copies.append(transform(filters, held, spec.copy_spec(salt), key, records.record_ids))
         present |= held
     return np.ascontiguousarray(np.concatenate(copies, axis=1)), present

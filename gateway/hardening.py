@@ -42,7 +42,7 @@ import numpy as np
 import numpy.typing as npt
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from policies.linkage_schema import FieldSpec
+from policies.linkage_schema import OTHER_NAME, FieldSpec
 
 SALT_SEPARATOR = "\x1f"
 _NOISE_LABEL = b"placelink blip v1"
@@ -56,13 +56,22 @@ SALT_SOURCES = {
     "birth_date": "date_of_birth",
     "birth_year": "date_of_birth",
     "postcode": "postcode",
+    "postcode_other_name": "postcode",
 }
 
 
-def salt_values(salt: str, values: Values, count: int) -> list[str | None]:
-    """Each record's salt, None where its attribute is missing: ``birth_date`` the ISO date
-    (1980-02-29), ``birth_year`` four digits, ``postcode`` the normalised postcode ("CT9 1AB",
-    or a foreign postcode as the normaliser keeps it)."""
+def salt_values(salt: str, values: Values, count: int, field: str = "") -> list[str | None]:
+    """Each record's salt for ``field``, None where its attribute is missing: ``birth_date``
+    the ISO date (1980-02-29), ``birth_year`` four digits, ``postcode`` the normalised postcode
+    ("CT9 1AB", or a foreign postcode as the normaliser keeps it), ``postcode_other_name`` the
+    postcode, U+001F and the normalised other name (the family name for ``given_name``)."""
+    if salt == "postcode_other_name":
+        postcodes = salt_values("postcode", values, count)
+        others = values.get(OTHER_NAME.get(field, ""), [None] * count)
+        return [
+            None if p is None or not isinstance(o, str) else salted(p, o)
+            for p, o in zip(postcodes, others, strict=True)
+        ]
     source = values.get(SALT_SOURCES[salt], [None] * count)
     if salt == "postcode":
         return [v if isinstance(v, str) and v else None for v in source]
@@ -76,7 +85,7 @@ def salts_for(spec: FieldSpec, values: Values, count: int) -> list[str] | None:
     missing attribute gives the empty salt (schema version 2's construction, kept as it is)."""
     if spec.salt is None:
         return None
-    return [salt or "" for salt in salt_values(spec.salt, values, count)]
+    return [salt or "" for salt in salt_values(spec.salt, values, count, spec.name)]
 
 
 def salted(token: str, salt: str) -> str:

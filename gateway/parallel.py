@@ -31,6 +31,7 @@ from gateway.records import (
     record_ids_of,
 )
 from keys import LinkageSecret
+from policies.linkage_schema import OTHER_NAME
 
 MIN_ROWS_TO_FORK = 20_000
 _SAMPLE_ROWS = 5_000
@@ -55,8 +56,9 @@ def _part(
     job: _Job, names: list[str]
 ) -> tuple[EncodedColumns, dict[str, FieldReport], dict[str, list[NormalValue]]]:
     """Normalise and encode ``names``; keep the values attributes are made from."""
-    salts = [salt for s in job.context.fields if s.name in names for salt in (s.salt, *s.salts)]
-    keep = {"record_id", *names, *(SALT_SOURCES[salt] for salt in salts if salt)}
+    salts = [(s.name, t) for s in job.context.fields if s.name in names for t in (s.salt, *s.salts)]
+    others = {OTHER_NAME[name] for name, salt in salts if salt == "postcode_other_name"}
+    keep = {"record_id", *names, *others, *(SALT_SOURCES[salt] for _, salt in salts if salt)}
     mapping = ColumnMapping(
         job.mapping.source, {k: v for k, v in job.mapping.columns.items() if k in keep}
     )

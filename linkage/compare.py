@@ -80,14 +80,19 @@ def copies_similarity(
     (equal filters of the salt's field) and that both records hold; NaN where none does.
 
     Two copies whose salts both agree hold the same value salted twice; the first counts, once.
-    Where the salt's field is not in the corpus (the policy does not encode it), a copy counts
-    wherever both records hold it."""
+    A copy salted with the other name too counts only where the other name's copy so salted is
+    equal as well (``copy_partners``): both names equal. Where the salt's field is not in the
+    corpus (the policy does not encode it), a copy counts wherever both records hold it."""
     out = np.full(len(pairs), np.nan)
+    partners = corpus.copy_partners.get(name, ())
     for copy, similarity in enumerate(copy_sims):
         salt_field = corpus.salt_fields[name][copy]
         usable = ~np.isnan(similarity) & np.isnan(out)
         if salt_field in corpus.fields:
             usable &= _equal_rows(corpus.fields[salt_field], pairs)
+        partner = partners[copy] if copy < len(partners) else ""
+        if partner:
+            usable &= _equal_rows(corpus.copy_columns[partner], pairs)
         out[usable] = similarity[usable]
     return out
 

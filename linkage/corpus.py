@@ -10,7 +10,7 @@ import numpy.typing as npt
 
 from keys.errors import InputError
 from policies.clks import EncodedBatch, FieldLayout
-from policies.linkage_schema import LinkageSchema
+from policies.linkage_schema import LinkageSchema, copy_column
 
 
 @dataclass(frozen=True)
@@ -33,13 +33,15 @@ class EncodedCorpus:
     # Fields stored as copies, one per salt (schema ``salt: [...]``): field -> per copy, the
     # field whose equal filters say that two records' salts agree (LinkageSchema.salt_fields).
     salt_fields: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # Per copy, another copy that must be byte-equal too ('' for none): LinkageSchema.copy_partners.
+    copy_partners: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.pseudonyms)
 
     def copy_name(self, name: str, copy: int) -> str:
         """The name of one copy of a field with copies, as blocking sees it."""
-        return f"{name}@{self.salt_fields[name][copy]}"
+        return copy_column(name, self.salt_fields[name][copy])
 
     @cached_property
     def copy_columns(self) -> dict[str, FieldColumn]:
@@ -78,18 +80,21 @@ def _check_compatible(batches: list[tuple[str, EncodedBatch]]) -> tuple[FieldLay
     return first.fields
 
 
-def _salt_fields(
+def _copies(
     schema: LinkageSchema | None, first: EncodedBatch, layouts: tuple[FieldLayout, ...]
-) -> dict[str, tuple[str, ...]]:
+) -> tuple[dict[str, tuple[str, ...]], dict[str, tuple[str, ...]]]:
+    """The schema's fields with copies: salt fields and partner copies, of this corpus's fields."""
     if schema is None:
-        return {}
+        return {}, {}
     if schema.sha256 != first.schema_hash:
         raise InputError(
             "the encodings were made under another linkage schema than the one given",
             fix="give the schema whose hash the encodings carry",
         )
     names = {layout.name for layout in layouts}
-    return {n: salts for n, salts in schema.salt_fields().items() if n in names}
+    salts = {n: fields for n, fields in schema.salt_fields().items() if n in names}
+    partners = {n: copies for n, copies in schema.copy_partners().items() if n in salts}
+    return salts, partners
 
 
 def build_corpus(
@@ -111,5 +116,5 @@ def build_corpus(
         )
         for i, layout in enumerate(layouts)
     }
-    salt_fields = _salt_fields(schema, batches[0][1], layouts)
-    return EncodedCorpus(names, index, pseudonyms, fields, salt_fields)
+    salt_fields, partners = _copies(schema, batches[0][1], layouts)
+    return EncodedCorpus(names, index, pseudonyms, fields, salt_fields, partners)

@@ -20,11 +20,23 @@ from policies.canonical import canonical_sha256
 
 Encoding = Literal["bloom", "token"]
 NORMALISERS = ("given_name", "family_name", "date", "sex", "postcode", "address", "nhs_number")
-SALTS = ("birth_year", "birth_date", "postcode")  # stable attributes a field may be salted with
+# Stable attributes a field may be salted with; postcode_other_name: the postcode and, for a
+# name, the person's other name (given for family, family for given), in full.
+SALTS = ("birth_year", "birth_date", "postcode", "postcode_other_name")
 # Salts a field may list (``salt: [birth_date, postcode]``, one copy of the filter per salt): those
 # whose agreement the linkage side can read from a deterministic filter of the salt's own field
 # (normaliser -> salt), so that it compares a copy only where the two records' salts are equal.
-COPY_SALTS = {"birth_date": "date", "postcode": "postcode"}
+COPY_SALTS = {"birth_date": "date", "postcode": "postcode", "postcode_other_name": "postcode"}
+# postcode_other_name salts a name with the postcode and the person's other name, in full.
+OTHER_NAME = {"given_name": "family_name", "family_name": "given_name"}
+OTHER_NAME_SALT = "postcode_other_name"
+
+
+def copy_column(name: str, salt_field: str) -> str:
+    """The name of one copy of a field with copies, as the linkage side compares and bands it."""
+    return f"{name}@{salt_field}"
+
+
 MAX_BLIP = 0.25
 
 
@@ -99,6 +111,21 @@ class LinkageSchema:
         (equal filters there: equal salts, so that copy of the two records is comparable)."""
         return {
             spec.name: tuple(_salt_field(self.fields, salt) or "" for salt in spec.salts)
+            for spec in self.fields
+            if spec.salts
+        }
+
+    def copy_partners(self) -> dict[str, tuple[str, ...]]:
+        """Each field with a list of salts -> per copy, the copy that must also be byte-equal
+        for it to be comparable ('' for none): a name salted with the postcode and the other
+        name is comparable where the other name's copy salted so is equal too (then both names,
+        and the postcode, are equal; where they differ, nothing says which name did)."""
+        postcode = _salt_field(self.fields, OTHER_NAME_SALT) or ""
+        return {
+            spec.name: tuple(
+                copy_column(OTHER_NAME[spec.name], postcode) if salt == OTHER_NAME_SALT else ""
+                for salt in spec.salts
+            )
             for spec in self.fields
             if spec.salts
         }
@@ -232,6 +259,7 @@ def parse_schema(document: Any, *, where: str = "linkage schema") -> LinkageSche
     if not fields:
         raise ConfigError(f"{where}: 'fields' is empty", fix="declare at least one field")
     for spec in fields:
+        _check_other_name(spec, fields, where)
         for salt in spec.salts:
             if _salt_field(fields, salt) is None:
                 raise ConfigError(
@@ -248,6 +276,19 @@ def parse_schema(document: Any, *, where: str = "linkage schema") -> LinkageSche
         fields=fields,
         sha256=_schema_hash(document, where),
     )
+
+
+def _check_other_name(spec: FieldSpec, fields: tuple[FieldSpec, ...], where: str) -> None:
+    """``postcode_other_name`` needs a name whose other name is salted so too."""
+    if OTHER_NAME_SALT not in (spec.salt, *spec.salts):
+        return
+    other = next((f for f in fields if f.name == OTHER_NAME.get(spec.name)), None)
+    if other is None or OTHER_NAME_SALT not in other.salts or not spec.salts:
+        raise ConfigError(
+            f"{where}: field {spec.name!r} is salted with {OTHER_NAME_SALT!r}, which needs "
+            "given_name and family_name both listing it among their salts",
+            fix="list postcode_other_name in the salts of both given_name and family_name",
+        )
 
 
 def _schema_hash(document: dict[str, Any], where: str) -> str:

@@ -56,6 +56,8 @@ def test_the_hardened_schema_is_version_1_with_names_salted_by_the_birth_date() 
         ({"salt": ["postcode", "postcode"]}, "no salt or one salt twice"),
         ({"salt": ["postcode"], "blip": 0.1}, "list of salts with blip"),
         ({"salt": ["postcode"]}, "no unsalted Bloom field"),
+        ({"salt": ["postcode_other_name"]}, "given_name and family_name both"),
+        ({"salt": "postcode_other_name"}, "given_name and family_name both"),
         ({"blip": 0.6}, "blip outside"),
         ({"blip": -0.1}, "blip outside"),
         ({"blip": "much"}, "non-numeric"),

@@ -1,6 +1,6 @@
-"""Names stored as salted copies (schema ``salt: [birth_date, postcode]``, the default schema,
-version 3): how the gateway encodes the copies, and how the linkage side compares and blocks
-on them (docs/attacks.md, docs/formats.md)."""
+"""Names stored as salted copies (``salt: [birth_date, postcode_other_name]``, the default
+schema, version 3): how the gateway encodes the copies, and how the linkage side compares and
+blocks on them (docs/attacks.md, docs/formats.md)."""
 
 from __future__ import annotations
 
@@ -59,11 +59,16 @@ def test_the_default_declares_two_copies_per_name_and_keeps_the_older_versions()
     schema = default_schema()
     names = [spec for spec in schema.fields if spec.salts]
     assert [spec.name for spec in names] == ["given_name", "family_name"]
-    assert all(spec.salts == ("birth_date", "postcode") and spec.salt is None for spec in names)
+    salts = ("birth_date", "postcode_other_name")
+    assert all(spec.salts == salts and spec.salt is None for spec in names)
     assert all(spec.nbytes == 2 * spec.copy_bytes == 64 for spec in names)
     assert schema.salt_fields() == {
         "given_name": ("date_of_birth", "postcode"),
         "family_name": ("date_of_birth", "postcode"),
+    }
+    assert schema.copy_partners() == {
+        "given_name": ("", "family_name@postcode"),
+        "family_name": ("", "given_name@postcode"),
     }
     assert salted_fields(schema) == ()  # the single-salt rules of version 2 stay off
     assert default_v1_schema().version == 1 and hardened_schema().version == 2
@@ -108,7 +113,7 @@ def test_each_copy_is_the_name_salted_with_its_attribute_and_absent_without_it(
     stored = batch.values["given_name"]
     column = [layout.name for layout in batch.fields].index("given_name")
     for copy, salt in enumerate(spec.salts):
-        salts = salt_values(salt, values, len(people))
+        salts = salt_values(salt, values, len(people), "given_name")
         part = stored[:, copy * 32 : (copy + 1) * 32]
         for row, name in enumerate(values["given_name"]):
             if name is not None and salts[row] is not None:
@@ -145,9 +150,13 @@ def test_a_name_is_compared_by_a_copy_whose_salt_agrees_and_missing_where_none_d
     assert sims[0] == sims[1] == 1.0 and np.isnan(sims[2]) and sims[3] < 0.5
 
 
-def test_the_salts_own_field_left_out_lets_a_copy_count_wherever_both_hold_it() -> None:
+def test_the_salts_own_field_left_out_lets_a_copy_count_where_its_partner_is_equal() -> None:
     batch = _encode(
-        [["0", "anna", "s", "1980-02-29", "CT9 1AB"], ["1", "anna", "s", "", "CT9 2XY"]]
+        [
+            ["0", "anna", "s", "1980-02-29", "CT9 1AB"],
+            ["1", "anna", "s", "", "CT9 1AB"],
+            ["2", "anna", "s", "", "CT9 2XY"],
+        ]
     )
     keep = tuple(f for f in batch.fields if f.name != "postcode")
     index = [f.name for f in batch.fields].index("postcode")
@@ -157,8 +166,9 @@ def test_the_salts_own_field_left_out_lets_a_copy_count_wherever_both_hold_it() 
         {f.name: batch.values[f.name] for f in keep}, batch.attributes,
     )  # fmt: skip
     corpus = build_corpus([("a", narrowed)], default_schema())
-    similarity = similarities(corpus, np.array([[0, 1]], dtype=np.int64))["given_name"]
-    assert 0.0 <= similarity[0] < 0.5  # the postcode copies, salted differently, compared
+    similarity = similarities(corpus, np.array([[0, 1], [0, 2]], dtype=np.int64))["given_name"]
+    assert similarity[0] == 1.0  # the family names' copies so salted are equal: comparable
+    assert np.isnan(similarity[1])  # another postcode: the partner copies differ
 
 
 def test_build_corpus_refuses_a_schema_the_encodings_were_not_made_under() -> None:

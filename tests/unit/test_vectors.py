@@ -85,14 +85,17 @@ def test_shipped_schema_hashes_match_the_vectors() -> None:
 
 
 def test_the_default_schemas_copies_of_a_name_are_absent_where_their_salt_is() -> None:
-    """Version 3: a copy whose salt (date of birth, postcode) is missing is all-zero, never
-    salted with the empty salt."""
+    """Version 3: a copy whose salt (date of birth; postcode and other name) is missing is
+    all-zero, never salted with the empty salt."""
+    other = {"given_name": "family_name", "family_name": "given_name"}
     for record in ENCODING_V3["records"]:
+        given = record["input"]
         for name in ("given_name", "family_name"):
             by_date, by_postcode = (record["encoded_hex"][name][i : i + 64] for i in (0, 64))
-            has_name = bool(record["input"][name].strip())
-            assert (set(by_date) != {"0"}) == (has_name and bool(record["input"]["date_of_birth"]))
-            assert (set(by_postcode) != {"0"}) == (has_name and bool(record["input"]["postcode"]))
+            has_name = bool(given[name].strip())
+            at_home = bool(given["postcode"]) and bool(given[other[name]].strip())
+            assert (set(by_date) != {"0"}) == (has_name and bool(given["date_of_birth"]))
+            assert (set(by_postcode) != {"0"}) == (has_name and at_home)
 
 
 def _encode_vector_records(version: str = "v1") -> tuple[Any, list[str]]:

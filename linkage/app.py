@@ -140,14 +140,14 @@ def post_revocation() -> tuple[Response, int]:
     node_key = body.get("node_key") if isinstance(body, dict) else None
     if not isinstance(node_key, str) or not is_fingerprint(node_key):
         raise InputError("node_key must be a fingerprint", fix='send {"node_key": "ed25519:..."}')
-    revoked_at = _service().store.revoke_key(node_key, now=dt.datetime.now(dt.UTC))
+    revoked_at = _service().store.key_state.revoke_key(node_key, now=dt.datetime.now(dt.UTC))
     return jsonify({"node_key": node_key, "revoked_at": revoked_at.isoformat()}), 201
 
 
 @api.get("/v1/revocations")
 def get_revocations() -> Response:
     require_scope("admin")
-    rows = _service().store.revoked_keys()
+    rows = _service().store.key_state.revoked_keys()
     return jsonify({"revoked": [{"node_key": k, "revoked_at": t.isoformat()} for k, t in rows]})
 
 

@@ -232,7 +232,7 @@ def _retired_epoch(live: Live) -> Request:
 
 def _revoked_key(live: Live) -> Request:
     now = dt.datetime.now(dt.UTC)  # school's key: no other row sends as the school
-    live.service.store.revoke_key(live.world.keys["school"].fingerprint, now=now)
+    live.service.store.key_state.revoke_key(live.world.keys["school"].fingerprint, now=now)
     return Request.upload(live.submission("school"))
 
 

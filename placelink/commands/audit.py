@@ -134,28 +134,22 @@ def _checkpoint(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_key_flag(parser: argparse.ArgumentParser, text: str) -> None:
+    parser.add_argument("--key", action="append", required=True, help=text)
+
+
 def register(commands: Commands) -> None:
     audit = commands.add_parser("audit", help="verify and report on audit logs (docs/dpo.md)")
     verbs = audit.add_subparsers(dest="verb", required=True)
     verify = verbs.add_parser("verify", help="check a log's chain and checkpoints")
     verify.add_argument("--log", required=True, help="the audit log (JSON Lines)")
-    verify.add_argument(
-        "--key",
-        action="append",
-        required=True,
-        help="a key trusted to sign its checkpoints (fingerprint); repeatable",
-    )
+    _add_key_flag(verify, "a key trusted to sign its checkpoints (fingerprint); repeatable")
     verify.add_argument("--checkpoints", help="checkpoints held from earlier (JSON Lines)")
     verify.add_argument("--json", action="store_true", help="print the verdict as JSON")
     verify.set_defaults(handler=_verify)
     report = verbs.add_parser("report", help="what left the agency and what was asked")
     report.add_argument("--log", action="append", required=True, help="an audit log; repeatable")
-    report.add_argument(
-        "--key",
-        action="append",
-        required=True,
-        help="a key trusted to sign the logs' checkpoints (fingerprint); repeatable",
-    )
+    _add_key_flag(report, "a key trusted to sign the logs' checkpoints (fingerprint); repeatable")
     report.add_argument("--since", required=True, help="first day to include (YYYY-MM-DD)")
     report.add_argument("--json", action="store_true", help="print the report as JSON")
     report.set_defaults(handler=_report)

@@ -11,15 +11,7 @@ from gateway.app import PROBLEMS as NODE_PROBLEMS
 from gateway.local_links import LinkageServiceError
 from gateway.publications import PublicationInProgress
 from gateway.staff_access import NotAuthenticated
-from keys.errors import (
-    AccessError,
-    ConfigError,
-    InputError,
-    KeyMaterialError,
-    PlacelinkError,
-    PolicyError,
-    StorageError,
-)
+from keys import errors
 from linkage.app import PROBLEMS as SERVICE_PROBLEMS
 from linkage.auth import Unauthenticated
 from linkage.hotspot_desk import PrivacyBudgetSpent
@@ -32,37 +24,35 @@ from policies.problems import (
 )
 
 SERVICE_CHALLENGE = 'Bearer realm="placelink", error="invalid_token"'
-# (error, status, slug, WWW-Authenticate) as each service has published them.
+# (error, status, slug, WWW-Authenticate) as the services have published them; each lists its
+# own errors, then the common ones, and anything else is a 500 "error".
+COMMON = [
+    (errors.AccessError, 403, "forbidden", ""),
+    (errors.PolicyError, 403, "policy-refused", ""),
+    (errors.InputError, 422, "invalid-input", ""),
+    (errors.StorageError, 503, "storage-unavailable", ""),
+    (errors.ConfigError, 500, "configuration", ""),
+    (errors.PlacelinkError, 500, "error", ""),
+]
 SERVICE = [
     (ReplayError, 409, "replay", ""),
     (PrivacyBudgetSpent, 403, "privacy-budget-spent", ""),
     (Unauthenticated, 401, "unauthenticated", SERVICE_CHALLENGE),
-    (KeyMaterialError, 401, "bad-signature", ""),
-    (AccessError, 403, "forbidden", ""),
-    (PolicyError, 403, "policy-refused", ""),
-    (InputError, 422, "invalid-input", ""),
-    (StorageError, 503, "storage-unavailable", ""),
-    (ConfigError, 500, "configuration", ""),
-    (PlacelinkError, 500, "error", ""),
+    (errors.KeyMaterialError, 401, "bad-signature", ""),
 ]
 NODE = [
     (NotAuthenticated, 401, "unauthorized", 'Bearer realm="placelink-node"'),
-    (AccessError, 403, "forbidden", ""),
     (PublicationInProgress, 409, "publication-in-progress", ""),
     (LinkageServiceError, 502, "linkage-service", ""),
-    (PolicyError, 403, "policy-refused", ""),
-    (InputError, 422, "invalid-input", ""),
-    (KeyMaterialError, 500, "key-material", ""),
-    (StorageError, 503, "storage-unavailable", ""),
-    (ConfigError, 500, "configuration", ""),
-    (PlacelinkError, 500, "error", ""),
+    (errors.KeyMaterialError, 500, "key-material", ""),
 ]
-CASES = [(SERVICE_PROBLEMS, *row) for row in SERVICE] + [(NODE_PROBLEMS, *row) for row in NODE]
+CASES = [(SERVICE_PROBLEMS, *row) for row in SERVICE + COMMON]
+CASES += [(NODE_PROBLEMS, *row) for row in NODE + COMMON]
 
 
 @pytest.mark.parametrize(("catalogue", "error", "status", "slug", "challenge"), CASES)
 def test_each_error_answers_its_published_type(
-    catalogue: ProblemCatalogue, error: type[PlacelinkError], status: int, slug: str,
+    catalogue: ProblemCatalogue, error: type[errors.PlacelinkError], status: int, slug: str,
     challenge: str,
 ) -> None:  # fmt: skip
     body, sent_status, headers = catalogue.parts(error("the message", fix="the fix"))

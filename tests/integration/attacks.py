@@ -10,6 +10,10 @@ value; the harness reports the share of records re-identified.
 The population (:func:`population`) is drawn from the synthetic town's name lists with Zipf
 frequencies (real name frequencies are Zipf-like; the town itself draws names uniformly, which
 would understate what a frequency attack learns). Records are a sample of the population.
+People live in households (UK household sizes, one family name a household where the field is
+the family name) at unit postcodes of about 40 residents (:func:`_postcodes`), so that names
+salted with the postcode can be attacked with what an electoral register tells: the frequency
+of every (name, postcode) pair.
 
 Attacks:
 
@@ -44,16 +48,20 @@ Bits = npt.NDArray[np.bool_]
 
 @dataclass(frozen=True)
 class Population:
-    """People of the population (value, date of birth) and each value's true frequency."""
+    """People of the population (value, date of birth, postcode) and each value's true
+    frequency."""
 
     values: list[str]
     births: list[dt.date]
     frequency: Counter[str]
+    postcodes: list[str]
 
     def salts(self, rows: Sequence[int], salt: str) -> list[str]:
         """Each person's salt as the gateway forms it (see gateway.hardening.salts_for)."""
         if salt == "birth_date":
             return [self.births[i].isoformat() for i in rows]
+        if salt == "postcode":
+            return [self.postcodes[i] for i in rows]
         return [f"{self.births[i].year:04d}" for i in rows]
 
     def joint_frequency(self, salt: str) -> Counter[object]:
@@ -77,7 +85,48 @@ def population(field: str, people: int, seed: int, zipf: float = 1.0) -> Populat
     values = [normalise(raw[order[i]]) or "" for i in picks]
     days = rng.integers(0, (dt.date(2024, 12, 31) - dt.date(1930, 1, 1)).days, size=people)
     births = [dt.date(1930, 1, 1) + dt.timedelta(days=int(d)) for d in days]
-    return Population(values, births, Counter(values))
+    postcodes = _postcodes(values, shared=field == "family_name", seed=seed)
+    return Population(values, births, Counter(values), postcodes)
+
+
+# People per household, as shares of households (England and Wales, census 2021, rounded).
+HOUSEHOLD_SIZES = {1: 0.30, 2: 0.34, 3: 0.16, 4: 0.13, 5: 0.05, 6: 0.02}
+RESIDENTS_PER_POSTCODE = 40
+
+
+def _households(people: list[int], rng: np.random.Generator) -> list[list[int]]:
+    """``people`` cut, in order, into households of census-like sizes."""
+    sizes = rng.choice(
+        list(HOUSEHOLD_SIZES), size=len(people), p=list(HOUSEHOLD_SIZES.values())
+    ).tolist()
+    out, start = [], 0
+    for size in sizes:
+        if start >= len(people):
+            break
+        out.append(people[start : start + size])
+        start += size
+    return out
+
+
+def _postcodes(values: list[str], *, shared: bool, seed: int) -> list[str]:
+    """Each person's unit postcode: households at random postcodes of about
+    :data:`RESIDENTS_PER_POSTCODE` people. With ``shared``, a household's members share their
+    value (a family name), as most households do; else households are formed at random. Drawn
+    from a generator of its own, so the values and dates of birth stay as they were."""
+    rng = np.random.default_rng(seed + 1_000)
+    people = list(range(len(values)))
+    if shared:
+        people.sort(key=values.__getitem__)
+    else:
+        people = rng.permutation(len(values)).tolist()
+    units = max(1, len(values) // RESIDENTS_PER_POSTCODE)
+    postcodes = [""] * len(values)
+    for household in _households(people, rng):
+        unit = int(rng.integers(units))
+        code = f"SB{unit // 100 + 1} {unit // 10 % 10}{chr(65 + unit % 10)}X"
+        for person in household:
+            postcodes[person] = code
+    return postcodes
 
 
 def sample(pop: Population, records: int, seed: int) -> list[int]:
@@ -104,11 +153,20 @@ def _groups(bits: Bits, radius: int) -> npt.NDArray[np.int64]:
     return labels
 
 
+def _ranked_groups(labels: npt.NDArray[np.int64]) -> list[int]:
+    """Group labels, largest first, groups of equal size in a random order: nothing the
+    attacker holds ranks them, and the records' order (here the population's, which also
+    orders the population's equally frequent values) must not do it for the attacker."""
+    groups, sizes = np.unique(labels, return_counts=True)
+    shuffle = np.random.default_rng(0).permutation(len(groups))
+    order = np.lexsort((shuffle, -sizes))
+    return [int(label) for label in groups[order]]
+
+
 def frequency_attack(bits: Bits, known: Counter[object], radius: int = 0) -> list[object | None]:
     """Guess per record: the k-th largest filter group is the k-th most frequent value."""
     labels = _groups(bits, radius)
-    sizes = Counter(labels.tolist())
-    ranked_groups = [label for label, _ in sizes.most_common()]
+    ranked_groups = _ranked_groups(labels)
     ranked_values = [value for value, _ in known.most_common()]
     guess = dict(zip(ranked_groups, ranked_values, strict=False))
     return [guess.get(label) for label in labels.tolist()]
@@ -148,7 +206,7 @@ def pattern_mining_attack(
     """
     labels = _groups(bits, radius)
     first_row = {label: row for row, label in reversed(list(enumerate(labels.tolist())))}
-    ranked = [label for label, _ in Counter(labels.tolist()).most_common(seeds)]
+    ranked = _ranked_groups(labels)[:seeds]
     values = [value for value, _ in known.most_common(seeds)]
     seed_bits = {v: bits[first_row[g]] for g, v in zip(ranked, values, strict=False)}
     patterns = _learn_positions(bits, seed_bits, ngram, min_seeds)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+from collections import Counter
 from typing import Any
 
 import pytest
@@ -68,6 +69,38 @@ def test_the_hardened_schema_keeps_every_attack_at_or_below_one_percent(
     assert max(rates.values()) <= 0.01, rates
 
 
+@pytest.mark.parametrize("records", [RECORDS, POPULATION])
+def test_names_salted_with_the_postcode_keep_every_attack_at_or_below_one_percent(
+    scenario: tuple[str, attacks.Population, list[int]], records: int
+) -> None:
+    """Against an attacker who knows every (name, postcode) pair of the population (what an
+    electoral register tells), from a 10% extract and from an extract of everyone."""
+    field, population, _ = scenario
+    rows = attacks.sample(population, records, seed=1)
+    spec = FieldSpec(field, field, "bloom", ngram=2, bits=256, hashes=20, salt="postcode")
+    rates = attacks.attack_rates(population, rows, spec, TEST_SECRET)
+    assert set(rates) == {"frequency", "pattern_mining", "frequency_joint"}
+    assert max(rates.values()) <= 0.01, rates
+
+
+def test_households_share_postcodes_and_family_names_as_a_register_would_show() -> None:
+    population = attacks.population("family_name", POPULATION, seed=1)
+    per_postcode = Counter(population.postcodes)
+    assert 1_000 <= len(per_postcode) <= 1_500  # about 40 residents a unit postcode
+    pairs = population.joint_frequency("postcode")
+    assert max(pairs.values()) >= 5  # family names cluster at a postcode (households)
+    assert len(pairs) < POPULATION / 2
+
+
+def test_the_frequency_attack_does_not_read_the_order_of_the_records() -> None:
+    import numpy as np
+
+    names = [f"name{i}" for i in range(200)]
+    bits = np.eye(200, dtype=bool)  # 200 groups of one record each, in the values' order
+    guesses = attacks.frequency_attack(bits, Counter(dict.fromkeys(names, 1)))
+    assert attacks.reidentified(guesses, names) <= 0.05
+
+
 @pytest.mark.parametrize("flip", [0.05, 0.20])
 def test_blip_alone_does_not_stop_a_frequency_attacker_who_clusters_near_duplicates(
     scenario: tuple[str, attacks.Population, list[int]], flip: float
@@ -91,8 +124,6 @@ def test_folding_and_balancing_leave_equal_values_equal_and_the_attacks_at_full_
 
 
 def test_the_frequency_attack_names_groups_one_to_one() -> None:
-    from collections import Counter
-
     import numpy as np
 
     bits = np.array([[1, 0], [1, 0], [1, 0], [0, 1], [0, 1], [1, 1]], dtype=bool)

@@ -24,6 +24,10 @@ Attacks:
   bit patterns whose joint support matches the n-gram's known frequency (the n-grams' positions
   co-occur in every filter of a value that contains them), then name each filter by the
   population value whose learned n-grams best agree with the filter's.
+- :func:`cell_frequency_attack` (against salted filters): the attacker sees which records
+  share a salt (their unsalted date-of-birth or postcode filters are equal) and aligns group
+  sizes with value frequencies inside each such cell; it counts only what it re-identifies
+  beyond the same guesses made without the encodings (:func:`cell_prior`).
 """
 
 from __future__ import annotations
@@ -239,6 +243,39 @@ def _name_filters(
     return best
 
 
+def cell_frequency_attack(
+    bits: Bits, cells: Sequence[str], known: Counter[str]
+) -> list[str | None]:
+    """Frequency alignment inside each salt cell: against salted filters, where the attacker
+    sees which records share the salt (equal, unsalted date-of-birth or postcode filters), the
+    k-th largest group of equal filters in a cell is named by the k-th most frequent value."""
+    _, inverse = np.unique(bits, axis=0, return_inverse=True)
+    return _aligned_in_cells(np.asarray(inverse).reshape(-1), cells, known)
+
+
+def cell_prior(cells: Sequence[str], known: Counter[str]) -> list[str | None]:
+    """The same guesses made without the encodings (every record a group of its own): what
+    the population's frequencies alone give, which :func:`cell_frequency_attack`'s figure is
+    measured against."""
+    return _aligned_in_cells(np.arange(len(cells)), cells, known)
+
+
+def _aligned_in_cells(
+    labels: npt.NDArray[np.int64], cells: Sequence[str], known: Counter[str]
+) -> list[str | None]:
+    ranked_values = [value for value, _ in known.most_common()]
+    rows_of: dict[str, list[int]] = {}
+    for row, cell in enumerate(cells):
+        rows_of.setdefault(cell, []).append(row)
+    guesses: list[str | None] = [None] * len(labels)
+    for rows in rows_of.values():
+        ranked = _ranked_groups(labels[rows])
+        name = dict(zip(ranked, ranked_values, strict=False))
+        for row in rows:
+            guesses[row] = name.get(int(labels[row]))
+    return guesses
+
+
 def reidentified(guesses: Sequence[object | None], truth: Sequence[object]) -> float:
     """Share of records whose guess is their true value (no guess, no re-identification)."""
     hits = sum(1 for g, t in zip(guesses, truth, strict=True) if g is not None and g == t)
@@ -266,8 +303,10 @@ def blip_radii(spec: FieldSpec) -> tuple[int, ...]:
 
 def attack_rates(pop: Population, rows: list[int], spec: FieldSpec, key: bytes) -> dict[str, float]:
     """Share of records each attack re-identifies, with the knowledge that suits it best:
-    value frequencies, or (against salted filters) the frequencies of (value, birth year)
-    pairs; against BLIP, filters within a radius count as one value: the frequency attack's
+    value frequencies, or (against salted filters) the frequencies of (value, salt) pairs, and
+    value frequencies inside each salt cell, counted beyond what the same guesses get without
+    the encodings (:func:`cell_prior`: a cell's most frequent value is often right by chance
+    alone); against BLIP, filters within a radius count as one value: the frequency attack's
     best radius of :func:`blip_radii` counts, and pattern mining groups within the largest."""
     bits = encode_sample(pop, rows, spec, key)
     truth = [pop.values[i] for i in rows]
@@ -286,6 +325,10 @@ def attack_rates(pop: Population, rows: list[int], spec: FieldSpec, key: bytes) 
         rates["frequency_joint"] = max(
             reidentified(frequency_attack(bits, joint, r), pairs) for r in radii
         )
+        cells = pop.salts(rows, spec.salt)
+        attacked = reidentified(cell_frequency_attack(bits, cells, pop.frequency), truth)
+        prior = reidentified(cell_prior(cells, pop.frequency), truth)
+        rates["frequency_in_cells"] = max(0.0, attacked - prior)
     return rates
 
 

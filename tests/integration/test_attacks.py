@@ -65,22 +65,21 @@ def test_the_hardened_schema_keeps_every_attack_at_or_below_one_percent(
     spec = hardened_schema().field(field)
     assert spec.salt == "birth_date"
     rates = attacks.attack_rates(population, rows, spec, TEST_SECRET)
-    assert set(rates) == {"frequency", "pattern_mining", "frequency_joint"}
+    assert set(rates) == {"frequency", "pattern_mining", "frequency_joint", "frequency_in_cells"}
     assert max(rates.values()) <= 0.01, rates
 
 
-@pytest.mark.parametrize("records", [RECORDS, POPULATION])
-def test_names_salted_with_the_postcode_keep_every_attack_at_or_below_one_percent(
-    scenario: tuple[str, attacks.Population, list[int]], records: int
+def test_names_salted_with_the_postcode_fall_to_frequencies_inside_each_postcode(
+    scenario: tuple[str, attacks.Population, list[int]],
 ) -> None:
     """Against an attacker who knows every (name, postcode) pair of the population (what an
-    electoral register tells), from a 10% extract and from an extract of everyone."""
-    field, population, _ = scenario
-    rows = attacks.sample(population, records, seed=1)
+    electoral register tells): the global attacks fail, but a postcode holds about 40 people,
+    enough for the commonest names to show inside it (why the postcode is no default salt)."""
+    field, population, rows = scenario
     spec = FieldSpec(field, field, "bloom", ngram=2, bits=256, hashes=20, salt="postcode")
     rates = attacks.attack_rates(population, rows, spec, TEST_SECRET)
-    assert set(rates) == {"frequency", "pattern_mining", "frequency_joint"}
-    assert max(rates.values()) <= 0.01, rates
+    assert max(rates["frequency"], rates["pattern_mining"], rates["frequency_joint"]) <= 0.01
+    assert rates["frequency_in_cells"] >= 0.03, rates
 
 
 def test_households_share_postcodes_and_family_names_as_a_register_would_show() -> None:

@@ -41,7 +41,7 @@ import numpy as np
 import numpy.typing as npt
 
 from gateway.bloom import BloomEncoder
-from gateway.hardening import filter_spec, transform
+from gateway.hardening import SALT_SEPARATOR, filter_spec, transform
 from gateway.normalise import normalise_family_name, normalise_given_name
 from gateway.tokenise import ngrams
 from placelink import town_lists
@@ -59,6 +59,7 @@ class Population:
     births: list[dt.date]
     frequency: Counter[str]
     postcodes: list[str]
+    other_names: list[str]  # each person's other name (given for family, family for given)
 
     def salts(self, rows: Sequence[int], salt: str) -> list[str]:
         """Each person's salt as the gateway forms it (see gateway.hardening.salts_for)."""
@@ -66,7 +67,14 @@ class Population:
             return [self.births[i].isoformat() for i in rows]
         if salt == "postcode":
             return [self.postcodes[i] for i in rows]
+        if salt == "postcode_other_name":
+            return [f"{self.postcodes[i]}{SALT_SEPARATOR}{self.other_names[i]}" for i in rows]
         return [f"{self.births[i].year:04d}" for i in rows]
+
+    def cells(self, rows: Sequence[int], salt: str) -> list[str]:
+        """What the attacker sees of each record's salt: records with equal unsalted date of
+        birth or postcode filters share a cell (the other name is salted, so unseen)."""
+        return self.salts(rows, "postcode" if salt == "postcode_other_name" else salt)
 
     def joint_frequency(self, salt: str) -> Counter[object]:
         """The frequency of (value, salt) pairs: what an attacker facing salted filters needs."""
@@ -75,8 +83,20 @@ class Population:
 
 
 def population(field: str, people: int, seed: int, zipf: float = 1.0) -> Population:
-    """``people`` people, their ``field`` values drawn from the town's lists with Zipf weights."""
+    """``people`` people, their ``field`` values drawn from the town's lists with Zipf weights,
+    and each one's other name (a given name for a family-name population, and the reverse)."""
     rng = np.random.default_rng(seed)
+    values = _names(field, people, rng, zipf)
+    days = rng.integers(0, (dt.date(2024, 12, 31) - dt.date(1930, 1, 1)).days, size=people)
+    births = [dt.date(1930, 1, 1) + dt.timedelta(days=int(d)) for d in days]
+    postcodes, households = _homes(values, shared=field == "family_name", seed=seed)
+    return Population(
+        values, births, Counter(values), postcodes, _other_names(field, households, seed, zipf)
+    )
+
+
+def _names(field: str, count: int, rng: np.random.Generator, zipf: float) -> list[str]:
+    """``count`` normalised names of ``field`` drawn with Zipf weights."""
     if field == "given_name":
         raw = list(town_lists.MALE_NAMES) + list(town_lists.FEMALE_NAMES)
         normalise: Callable[[str], str | None] = normalise_given_name
@@ -85,12 +105,23 @@ def population(field: str, people: int, seed: int, zipf: float = 1.0) -> Populat
         normalise = normalise_family_name
     order = rng.permutation(len(raw))
     weights = 1.0 / np.arange(1, len(raw) + 1) ** zipf
-    picks = rng.choice(len(raw), size=people, p=weights / weights.sum())
-    values = [normalise(raw[order[i]]) or "" for i in picks]
-    days = rng.integers(0, (dt.date(2024, 12, 31) - dt.date(1930, 1, 1)).days, size=people)
-    births = [dt.date(1930, 1, 1) + dt.timedelta(days=int(d)) for d in days]
-    postcodes = _postcodes(values, shared=field == "family_name", seed=seed)
-    return Population(values, births, Counter(values), postcodes)
+    picks = rng.choice(len(raw), size=count, p=weights / weights.sum())
+    return [normalise(raw[order[i]]) or "" for i in picks]
+
+
+def _other_names(field: str, households: list[list[int]], seed: int, zipf: float) -> list[str]:
+    """Each person's other name: for a family-name population, given names one a person; for
+    a given-name population, family names one a household."""
+    rng = np.random.default_rng(seed + 2_000)
+    count = sum(len(h) for h in households)
+    if field == "family_name":
+        return _names("given_name", count, rng, zipf)
+    shared = _names("family_name", len(households), rng, zipf)
+    out = [""] * count
+    for household, name in zip(households, shared, strict=True):
+        for person in household:
+            out[person] = name
+    return out
 
 
 # People per household, as shares of households (England and Wales, census 2021, rounded).
@@ -112,8 +143,8 @@ def _households(people: list[int], rng: np.random.Generator) -> list[list[int]]:
     return out
 
 
-def _postcodes(values: list[str], *, shared: bool, seed: int) -> list[str]:
-    """Each person's unit postcode: households at random postcodes of about
+def _homes(values: list[str], *, shared: bool, seed: int) -> tuple[list[str], list[list[int]]]:
+    """Each person's unit postcode, and the households: households at random postcodes of about
     :data:`RESIDENTS_PER_POSTCODE` people. With ``shared``, a household's members share their
     value (a family name), as most households do; else households are formed at random. Drawn
     from a generator of its own, so the values and dates of birth stay as they were."""
@@ -125,12 +156,13 @@ def _postcodes(values: list[str], *, shared: bool, seed: int) -> list[str]:
         people = rng.permutation(len(values)).tolist()
     units = max(1, len(values) // RESIDENTS_PER_POSTCODE)
     postcodes = [""] * len(values)
-    for household in _households(people, rng):
+    households = _households(people, rng)
+    for household in households:
         unit = int(rng.integers(units))
         code = f"SB{unit // 100 + 1} {unit // 10 % 10}{chr(65 + unit % 10)}X"
         for person in household:
             postcodes[person] = code
-    return postcodes
+    return postcodes, households
 
 
 def sample(pop: Population, records: int, seed: int) -> list[int]:
@@ -325,7 +357,7 @@ def attack_rates(pop: Population, rows: list[int], spec: FieldSpec, key: bytes) 
         rates["frequency_joint"] = max(
             reidentified(frequency_attack(bits, joint, r), pairs) for r in radii
         )
-        cells = pop.salts(rows, spec.salt)
+        cells = pop.cells(rows, spec.salt)
         attacked = reidentified(cell_frequency_attack(bits, cells, pop.frequency), truth)
         prior = reidentified(cell_prior(cells, pop.frequency), truth)
         rates["frequency_in_cells"] = max(0.0, attacked - prior)

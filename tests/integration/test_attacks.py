@@ -82,6 +82,20 @@ def test_names_salted_with_the_postcode_fall_to_frequencies_inside_each_postcode
     assert rates["frequency_in_cells"] >= 0.03, rates
 
 
+def test_names_salted_with_the_postcode_and_the_other_name_keep_every_attack_at_or_below_1pc(
+    scenario: tuple[str, attacks.Population, list[int]],
+) -> None:
+    """Salted with the postcode and the person's other name in full, a postcode's households
+    no longer group by name (a family name salted with each member's own given name), and the
+    attacker, who sees postcodes but not the other name, is back at the prior."""
+    field, population, rows = scenario
+    spec = FieldSpec(
+        field, field, "bloom", ngram=2, bits=256, hashes=20, salt="postcode_other_name"
+    )
+    rates = attacks.attack_rates(population, rows, spec, TEST_SECRET)
+    assert max(rates.values()) <= 0.01, rates
+
+
 def test_households_share_postcodes_and_family_names_as_a_register_would_show() -> None:
     population = attacks.population("family_name", POPULATION, seed=1)
     per_postcode = Counter(population.postcodes)
@@ -89,6 +103,11 @@ def test_households_share_postcodes_and_family_names_as_a_register_would_show() 
     pairs = population.joint_frequency("postcode")
     assert max(pairs.values()) >= 5  # family names cluster at a postcode (households)
     assert len(pairs) < POPULATION / 2
+    given = attacks.population("given_name", POPULATION, seed=1)
+    homes: dict[str, set[str]] = {}
+    for postcode, family in zip(given.postcodes, given.other_names, strict=True):
+        homes.setdefault(postcode, set()).add(family)
+    assert sum(map(len, homes.values())) < POPULATION / 3  # family names shared at home
 
 
 def test_the_frequency_attack_does_not_read_the_order_of_the_records() -> None:

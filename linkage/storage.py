@@ -32,6 +32,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from keys.errors import StorageError
+from linkage.assertion_ledger import AssertionLedger
 from linkage.hotspots import EntityRecord
 from linkage.key_state import KeyState
 from linkage.migrate import require_head, upgrade_to_head
@@ -85,6 +86,7 @@ class Store:
         self.on_query: list[Callable[[QueryEntry], None]] = []  # the audit log's seam
         self.uploads = UploadStore(self._sessions, self._transaction)
         self.key_state = KeyState(self._sessions, self._transaction)  # revocations, epochs
+        self.assertions = AssertionLedger(self._sessions)
 
     @contextmanager
     def _transaction(self, what: str) -> Iterator[Session]:

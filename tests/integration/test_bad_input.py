@@ -453,6 +453,8 @@ def test_bad_input_is_a_clear_problem_and_changes_nothing(live: Live, case: Case
 
 def _check(live: Live, case: Case, request: Request) -> None:
     engine = live.service.store.engine
+    if request.who:  # fetched (and its client assertion recorded) before the snapshot
+        live.token(request.who)
     before = snapshot(engine)
     assert before["link_runs"] and before["policies"], "the store must hold data to protect"
     response = _send(live, request)

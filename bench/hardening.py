@@ -12,7 +12,8 @@ are those docs/attacks.md tabulates. Names stored as salted copies (the default 
 version 3) are attacked copy by copy, each with the knowledge of its salt the harness gives
 (date of birth; postcode and other name).
 
-    python bench/hardening.py --febrl-secrets 10 --variants "none,salt [birth_date postcode]"
+    python bench/hardening.py --febrl-secrets 10 \
+        --variants "none,salt [birth_date postcode_other_name]"
 
 prints FEBRL4 F1 with the fixed secret and with sha256("seedK"), K = 1..9, as docs/attacks.md's
 table of secrets does.

@@ -10,10 +10,12 @@ n-gram sets. Two hardenings, declared per field in the linkage schema
   for people born in different years. The attacker then faces the much flatter distribution of
   (name, year) pairs; the price is recall where the year of birth is wrong or missing.
   ``salt: birth_date`` likewise with the ISO date of birth.
-- ``salt: [birth_date, postcode]``: one copy of the filter per listed salt, side by side, each
-  salted as above with its own attribute (:func:`salt_values`); a copy whose attribute is
-  missing is absent (all-zero), never salted with the empty salt. The linkage side compares a
-  copy only where the two records' salts agree, so one wrong attribute leaves the other copy.
+- ``salt: [birth_date, postcode_other_name]`` (the default schema): one copy of the filter
+  per listed salt, side by side, each salted as above with its own attribute
+  (:func:`salt_values`; ``postcode_other_name``: the postcode and the person's other name); a
+  copy whose attribute is missing is absent (all-zero), never salted with the empty salt. The
+  linkage side compares a copy only where the two records' salts agree, so one wrong attribute
+  leaves the other copy.
 - ``blip: p``: every bit is flipped with probability p (BLIP, randomised response on bits;
   epsilon = ln((1 - p) / p) per bit). The noise is a keyed pseudo-random function of the
   record's ID (AES-256 under a key derived from the field's Bloom key, over

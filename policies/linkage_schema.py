@@ -23,9 +23,9 @@ NORMALISERS = ("given_name", "family_name", "date", "sex", "postcode", "address"
 # Stable attributes a field may be salted with; postcode_other_name: the postcode and, for a
 # name, the person's other name (given for family, family for given), in full.
 SALTS = ("birth_year", "birth_date", "postcode", "postcode_other_name")
-# Salts a field may list (``salt: [birth_date, postcode]``, one copy of the filter per salt): those
-# whose agreement the linkage side can read from a deterministic filter of the salt's own field
-# (normaliser -> salt), so that it compares a copy only where the two records' salts are equal.
+# Salts a field may list (``salt: [birth_date, postcode_other_name]``, one copy of the filter
+# per salt): those whose agreement the linkage side can read from a deterministic filter of the
+# salt's own field (normaliser -> salt), so that it compares a copy only where the salts agree.
 COPY_SALTS = {"birth_date": "date", "postcode": "postcode", "postcode_other_name": "postcode"}
 # postcode_other_name salts a name with the postcode and the person's other name, in full.
 OTHER_NAME = {"given_name": "family_name", "family_name": "given_name"}
@@ -195,7 +195,7 @@ def _salt_list(value: Any, name: str, where: str) -> tuple[str, ...]:
     if len(salts) < 1 or len(set(salts)) != len(salts):
         raise ConfigError(
             f"{where}: field {name!r} lists no salt or one salt twice",
-            fix="list distinct salts, e.g. salt: [birth_date, postcode]",
+            fix="list distinct salts, e.g. salt: [birth_date, postcode_other_name]",
         )
     return salts
 

@@ -109,7 +109,7 @@ def publish(
     ``discard_pending`` drops a pending publication first (its pseudonyms are kept)."""
     check_approved(policy, trust=trust)
     audit = GatewayAudit(config.state_dir, source=config.source, node_key=node_key)
-    sending = _Sending(config, policy, audit, auth)
+    sending = _Sending(config, policy, audit, auth, chunk_bytes_from_environment())
     pending, note = find_pending(config.state_dir), ""
     if pending is not None and discard_pending:
         finish(pending)
@@ -179,6 +179,7 @@ class _Sending:
     policy: Policy
     audit: GatewayAudit
     auth: Callable[[], Mapping[str, str]] | None
+    chunk_bytes: int
 
     def store(
         self, pending: PendingPublication, submission: Submission, batch: EncodedBatch
@@ -187,8 +188,7 @@ class _Sending:
         An unreachable service leaves it pending, to be resumed by the next publication."""
         url = self.config.service_url
         try:
-            response = upload(submission, url, auth=self.auth,
-                              chunk_bytes=chunk_bytes_from_environment())  # fmt: skip
+            response = upload(submission, url, auth=self.auth, chunk_bytes=self.chunk_bytes)
         except ServiceUnreachable as exc:
             raise ServiceUnreachable(
                 f"{exc.message}; the signed batch stays pending and the next publication "

@@ -40,7 +40,7 @@ from linkage.server import RunningService, start_service
 from linkage.tables import BatchRow, RecordRow
 from policies.canonical import canonical_json
 from policies.model import dump_policy, load_policy
-from tests.node_world import NodeWorld, build_node_world
+from tests.node_world import NodeWorld, build_node_world, start_node_api
 from tests.oauth_clients import credentials, gateway_client_id, write_oauth_files
 from tests.policy_keys import enrolled_document, example_dpo_keys, example_trust, sign_document
 
@@ -77,6 +77,7 @@ def setting(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setting]:
     world = build_node_world(folder, source=SOURCE, people=PEOPLE)
     database_url = f"sqlite:///{folder / 'linkage.db'}"
     service = serve(world, database_url, world.policy_path, "service")
+    world.env["PLACELINK_NODE_SERVICE_URL"] = service.url
     try:
         yield Setting(world, service, database_url)
     finally:
@@ -305,6 +306,25 @@ def test_a_refused_pending_publication_stops_with_the_fix(setting: Setting, tmp_
     assert len(fresh) == 2 * len(drawn)  # the batch stored before the kill, and the new one
     assert {p for p, _ in fresh} == drawn  # the same pseudonyms: kept, never re-drawn
     assert map_pseudonyms(state) == drawn and last_log_entry(state)["pending"] == "discarded"
+
+
+def test_the_node_api_resumes_a_pending_publication(setting: Setting, tmp_path: Path) -> None:
+    """POST /v1/publications runs the same code: it finishes the batch a killed CLI left."""
+    world, before = setting.world, stored(setting.database_url)
+    assert run_publish(setting, world.state_dir, fault="after-commit").returncode == -9
+    drawn = pending_pseudonyms(world.state_dir)
+    node = start_node_api(world, tmp_path / "node.log", workers=1)
+    operator = {"Authorization": f"Bearer {world.operator_token}"}
+    try:
+        answer = requests.post(f"{node.url}/v1/publications", headers=operator, timeout=60)
+    finally:
+        node.stop()
+    assert answer.status_code == 201, answer.text
+    body = answer.json()
+    assert body["outcome"] == "resumed" and body["trigger"] == "api"
+    assert body["service_response"]["already_stored"] is True
+    assert_stored_once(setting, before, drawn)
+    assert map_pseudonyms(world.state_dir) == drawn
 
 
 def _config(setting: Setting, state: Path, url: str) -> NodeConfig:

@@ -110,7 +110,7 @@ def publish(
     check_approved(policy, trust=trust)
     audit = GatewayAudit(config.state_dir, source=config.source, node_key=node_key)
     sending = _Sending(config, policy, audit, auth, chunk_bytes_from_environment())
-    pending, note = find_pending(config.state_dir), ""
+    pending, note = find_pending(config.state_dir, config.source), ""
     if pending is not None and discard_pending:
         finish(pending)
         note = "discarded"
@@ -157,7 +157,8 @@ def _pending_submission(
 ) -> tuple[PendingPublication, Submission]:  # fmt: skip
     """Sign the batch and make it the node's pending publication (on disk, durably)."""
     config.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    body = write_batch(config.state_dir, result.batch)  # streamed from disk, chunk by chunk
+    # sent from disk, chunk by chunk
+    body = write_batch(config.state_dir, config.source, result.batch)
     submission = prepare_file_submission(
         body, source=config.source, policy_hash=policy.policy_hash, node_key=node_key
     )

@@ -2,8 +2,8 @@
 holds its new pseudonyms, on disk before a byte is sent, so that a node killed mid-publication
 (SIGKILL, a power cut) resumes that very batch instead of encoding anew with new pseudonyms.
 
-In ``<state>/pending/`` (0700; each file 0600, written under a temporary name, fsynced, renamed,
-and the folder fsynced):
+In ``<state>/<source>.pending/`` (0700; each file 0600, written under a temporary name, fsynced,
+renamed, and the folder fsynced):
 
 - ``batch.clks``: the body exactly as signed;
 - ``pseudonyms.csv``: the map the node keeps once the batch is stored (its map before, plus the
@@ -39,7 +39,7 @@ from gateway.submit import Submission, submission_from_file
 from keys.errors import InputError, PlacelinkError
 from policies.clks import EncodedBatch, write_clks
 
-PENDING_DIR = "pending"
+PENDING_SUFFIX = ".pending"  # <state>/<source>.pending/, beside <source>.ids
 BODY, MAP, INDEX = "batch.clks", "pseudonyms.csv", "pending.json"
 FORMAT = 1
 DISCARD_FIX = (
@@ -97,8 +97,9 @@ class PendingPublication:
         }
 
 
-def pending_folder(state_dir: Path) -> Path:
-    return state_dir / PENDING_DIR
+def pending_folder(state_dir: Path, source: str) -> Path:
+    """One pending folder per source, as one pseudonym map per source."""
+    return state_dir / f"{source}{PENDING_SUFFIX}"
 
 
 def _write_atomically(path: Path, write: Callable[[BinaryIO], object]) -> None:
@@ -114,16 +115,17 @@ def _write_atomically(path: Path, write: Callable[[BinaryIO], object]) -> None:
     sync_folder(path.parent)
 
 
-def write_batch(state_dir: Path, batch: EncodedBatch) -> Path:
+def write_batch(state_dir: Path, source: str, batch: EncodedBatch) -> Path:
     """Write the batch's body into a fresh pending folder (stray files of a publication that
     died before it was pending are removed: nothing of them was sent)."""
-    folder = pending_folder(state_dir)
+    folder = pending_folder(state_dir, source)
     if (folder / INDEX).exists():
         raise PendingRefused(
             "a pending publication is waiting", fix="publish again to resume it, or " + DISCARD_FIX
         )
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(mode=0o700, parents=True)
+    folder.chmod(0o700)  # whatever the umask
     _write_atomically(folder / BODY, lambda handle: write_clks(batch, handle))
     return folder / BODY
 
@@ -159,9 +161,9 @@ def save_pending(
     return pending
 
 
-def find_pending(state_dir: Path) -> PendingPublication | None:
-    """The node's pending publication, if there is one."""
-    folder = pending_folder(state_dir)
+def find_pending(state_dir: Path, source: str) -> PendingPublication | None:
+    """The source's pending publication, if there is one."""
+    folder = pending_folder(state_dir, source)
     try:
         data = json.loads((folder / INDEX).read_text(encoding="utf-8"))
         if data.get("format") != FORMAT:

@@ -143,7 +143,8 @@ def batches(database_url: str) -> list[tuple[Any, ...]]:
 
 
 def pending_pseudonyms(state: Path) -> set[str]:
-    return set(PseudonymMap.load(pending_folder(state) / "pseudonyms.csv").by_record.values())
+    the_map = PseudonymMap.load(pending_folder(state, SOURCE) / "pseudonyms.csv")
+    return set(the_map.by_record.values())
 
 
 def map_pseudonyms(state: Path) -> set[str]:
@@ -171,7 +172,7 @@ def last_log_entry(state: Path) -> dict[str, Any]:
 def upload_offset(setting: Setting, state: Path) -> int:
     """The offset the service holds for the pending batch's upload (-1: none yet)."""
     try:
-        index = json.loads((pending_folder(state) / "pending.json").read_text())
+        index = json.loads((pending_folder(state, SOURCE) / "pending.json").read_text())
     except (FileNotFoundError, json.JSONDecodeError):
         return -1
     url = setting.service.url
@@ -195,9 +196,10 @@ def test_a_publish_killed_mid_upload_is_resumed(setting: Setting, tmp_path: Path
     process.communicate(timeout=30)
     assert process.returncode == -9, "the publication ended before it could be killed"
     held = upload_offset(setting, state)
-    assert held >= 4 * CHUNK and held < (pending_folder(state) / "batch.clks").stat().st_size
+    size = (pending_folder(state, SOURCE) / "batch.clks").stat().st_size
+    assert 4 * CHUNK <= held < size
     pending = pending_pseudonyms(state)
-    batch_id = find_pending(state)
+    batch_id = find_pending(state, SOURCE)
     assert batch_id is not None and [p for p in stored(setting.database_url) if p not in before
                                      ] == []  # fmt: skip
     started = time.monotonic()
@@ -206,7 +208,7 @@ def test_a_publish_killed_mid_upload_is_resumed(setting: Setting, tmp_path: Path
     assert rerun.returncode == 0, rerun.stderr
     assert "resumed the pending publication" in rerun.stdout
     assert_stored_once(setting, before, pending)
-    assert map_pseudonyms(state) == pending and not pending_folder(state).exists()
+    assert map_pseudonyms(state) == pending and not pending_folder(state, SOURCE).exists()
     entry = last_log_entry(state)
     assert entry["outcome"] == "resumed" and entry["pending"] == "resumed"
     assert entry["batch_id"] == batch_id.batch_id
@@ -224,7 +226,7 @@ def test_a_publish_killed_at_each_step_is_finished_once(
     state, before = tmp_path / "state", stored(setting.database_url)
     killed = run_publish(setting, state, fault=point)
     assert killed.returncode == -9, killed.stderr
-    pending = find_pending(state)
+    pending = find_pending(state, SOURCE)
     assert pending is not None
     drawn = pending_pseudonyms(state) if point != "after-promote" else map_pseudonyms(state)
     committed = point != "after-pending-saved"
@@ -234,7 +236,7 @@ def test_a_publish_killed_at_each_step_is_finished_once(
     rerun = run_publish(setting, state)
     assert rerun.returncode == 0, rerun.stderr
     assert_stored_once(setting, before, drawn)
-    assert map_pseudonyms(state) == drawn and not pending_folder(state).exists()
+    assert map_pseudonyms(state) == drawn and not pending_folder(state, SOURCE).exists()
     entry = last_log_entry(state)
     assert entry["outcome"] == "resumed" and entry["batch_id"] == pending.batch_id
     assert entry["service_response"]["already_stored"] is committed
@@ -246,7 +248,7 @@ def test_a_publish_killed_at_each_step_is_finished_once(
 
 def assert_private(setting: Setting, state: Path) -> None:
     """(d) 0600 files in a 0700 folder; no identifier beyond the map's record IDs."""
-    folder = pending_folder(state)
+    folder = pending_folder(state, SOURCE)
     assert stat.S_IMODE(folder.stat().st_mode) == 0o700
     names = sorted(p.name for p in folder.iterdir())
     assert names == ["batch.clks", "pending.json", "pseudonyms.csv"]  # no temporary left over
@@ -287,13 +289,13 @@ def test_a_refused_pending_publication_stops_with_the_fix(setting: Setting, tmp_
         _publish_here(setting, state, setting.service.url, policy=newer)  # checked locally
     second = serve(world, url, newer, "superseded")
     try:
-        held = {p.name: p.read_bytes() for p in pending_folder(state).iterdir()}
+        held = {p.name: p.read_bytes() for p in pending_folder(state, SOURCE).iterdir()}
         rows, kept = stored(url), batches(url)
         refused = run_publish(setting, state, service=second.url)
         assert refused.returncode == 1
         assert "cannot be resumed" in refused.stderr and "--discard-pending" in refused.stderr
         assert stored(url) == rows and batches(url) == kept  # stored data unchanged
-        assert {p.name: p.read_bytes() for p in pending_folder(state).iterdir()} == held
+        assert {p.name: p.read_bytes() for p in pending_folder(state, SOURCE).iterdir()} == held
         entry = last_log_entry(state)
         assert entry["outcome"] == "failed" and entry["error"]["kind"] == "PendingRefused"
         dropped = run_publish(setting, state, "--discard-pending", service=second.url,
@@ -349,7 +351,7 @@ def test_an_unreachable_service_leaves_the_publication_pending(
     state, before = tmp_path / "state", stored(setting.database_url)
     with pytest.raises(ServiceUnreachable, match="stays pending"):
         _publish_here(setting, state, "http://127.0.0.1:9")
-    pending = find_pending(state)
+    pending = find_pending(state, SOURCE)
     assert pending is not None and not (state / f"{SOURCE}.ids").exists()
     drawn = pending_pseudonyms(state)
     publication = _publish_here(setting, state, setting.service.url)
@@ -364,7 +366,7 @@ def test_a_pending_batch_too_old_to_open_is_published_afresh_with_its_pseudonyms
     pseudonyms kept, and the extract published under a new batch id."""
     state, before = tmp_path / "state", stored(setting.database_url)
     assert run_publish(setting, state, fault="after-pending-saved").returncode == -9
-    index_path = pending_folder(state) / "pending.json"
+    index_path = pending_folder(state, SOURCE) / "pending.json"
     index = json.loads(index_path.read_text())
     old = dt.datetime.now(dt.UTC) - dt.timedelta(hours=3)
     index["manifest"]["created_at"] = old.isoformat(timespec="seconds")  # as if 3 hours ago

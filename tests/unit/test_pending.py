@@ -58,7 +58,7 @@ def make_pending(
     state: Path, world: NodeWorld, encoded: tuple[EncodeResult, PseudonymMap]
 ) -> PendingPublication:
     result, pseudonyms = encoded
-    body = write_batch(state, result.batch)
+    body = write_batch(state, "police", result.batch)
     submission = prepare_file_submission(body, source="police", policy_hash="p" * 64,
                                          node_key=world.node_keys["police"])  # fmt: skip
     counts = {"given_name": {"valid": 3, "invalid": 1, "missing": 0, "unverified": 0}}
@@ -68,15 +68,15 @@ def make_pending(
 def test_a_pending_publication_reads_back_as_written(
     world: NodeWorld, encoded: tuple[EncodeResult, PseudonymMap], tmp_path: Path
 ) -> None:
-    assert find_pending(tmp_path) is None
+    assert find_pending(tmp_path, "police") is None
     saved = make_pending(tmp_path, world, encoded)
-    found = find_pending(tmp_path)
+    found = find_pending(tmp_path, "police")
     assert found == saved
     assert found.submission().body_length == saved.body_path.stat().st_size
     assert PseudonymMap.load(found.map_path).by_record == encoded[1].by_record
-    assert stat.S_IMODE(pending_folder(tmp_path).stat().st_mode) == 0o700
+    assert stat.S_IMODE(pending_folder(tmp_path, "police").stat().st_mode) == 0o700
     with pytest.raises(PendingRefused, match="pending publication is waiting"):
-        write_batch(tmp_path, encoded[0].batch)  # never overwritten by a new encoding
+        write_batch(tmp_path, "police", encoded[0].batch)  # never overwritten by a new encoding
 
 
 def test_a_changed_body_is_never_sent(
@@ -98,9 +98,10 @@ def test_finishing_promotes_the_map_and_can_be_repeated_after_a_crash(
 ) -> None:
     pending = make_pending(tmp_path, world, encoded)
     pending.map_path.replace(pending.target)  # a crash right after the promotion's rename
-    assert find_pending(tmp_path) == pending
+    assert find_pending(tmp_path, "police") == pending
     finish(pending)  # the map is recognised as promoted already
-    assert find_pending(tmp_path) is None and not pending_folder(tmp_path).exists()
+    assert find_pending(tmp_path, "police") is None
+    assert not pending_folder(tmp_path, "police").exists()
     assert PseudonymMap.load(tmp_path / "police.ids").by_record == encoded[1].by_record
     assert stat.S_IMODE((tmp_path / "police.ids").stat().st_mode) == 0o600
 
@@ -112,15 +113,15 @@ def test_a_lost_pending_map_is_an_error_not_a_fresh_draw(
     pending.map_path.unlink()
     with pytest.raises(InputError, match=r"pending pseudonym map .* is missing"):
         finish(pending)
-    assert find_pending(tmp_path) == pending  # still pending
+    assert find_pending(tmp_path, "police") == pending  # still pending
 
 
 def test_an_unreadable_pending_index_is_a_clear_error(tmp_path: Path) -> None:
-    folder = pending_folder(tmp_path)
+    folder = pending_folder(tmp_path, "police")
     folder.mkdir()
     (folder / "pending.json").write_text('{"format": 1, "batch_id"')
     with pytest.raises(InputError, match="unreadable") as caught:
-        find_pending(tmp_path)
+        find_pending(tmp_path, "police")
     assert "backup" in caught.value.fix
 
 
@@ -144,13 +145,13 @@ def test_the_index_and_map_round_trip(
     pseudonyms = PseudonymMap()
     pseudonyms.pseudonyms_for(ids)
     key = SigningKey.generate()
-    body = pending_folder(state)
+    body = pending_folder(state, "police")
     body.mkdir(mode=0o700)
     (body / "batch.clks").write_bytes(b"not parsed here")
     manifest = {"batch_id": "b", "body_sha256": "0" * 64, "nonce": "n"}
     submission = Submission(manifest, b"", key.sign(b"x"), body_file=body / "batch.clks")
     saved = save_pending(submission, pseudonyms, target=state / "police.ids", field_counts=counts)
-    assert find_pending(state) == saved
+    assert find_pending(state, "police") == saved
     assert PseudonymMap.load(saved.map_path).by_record == pseudonyms.by_record
     assert json.loads((body / "pending.json").read_text())["field_counts"] == counts
 

@@ -293,7 +293,9 @@ class _Retrying:
             return self._until_ok("POST", "/v1/uploads", headers=headers)
         except _Replayed as refused:
             raise SubmissionExpired(
-                refused.message, fix="sign the batch afresh (a new batch id) and send it again"
+                refused.message,
+                fix="a batch opens only minutes after it is signed: check the node's clock, then"
+                " publish again (a new batch)",
             ) from None
 
     def run(self, chunk_bytes: int) -> dict[str, Any]:

@@ -199,7 +199,8 @@ def finish(pending: PendingPublication) -> None:
     elif not pending.target.exists() or _digest(pending.target) != pending.map_sha256:
         raise InputError(
             f"the pending pseudonym map in {pending.folder} is missing",
-            fix="restore the folder from backup",
+            fix="restore the folder from backup; without one, remove the folder (the batch's new"
+            " records then get new pseudonyms, and may be stored under both)",
         )
     fault_point("after-promote")
     (pending.folder / INDEX).unlink()

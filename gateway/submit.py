@@ -14,10 +14,11 @@ memory, whatever the batch's size.
 
 A signed submission written to disk before it is sent (:mod:`gateway.pending`) is rebuilt with
 :func:`submission_from_file` and resumed after a crash: the same batch id, from the offset the
-service holds. Running out of retries raises :class:`ServiceUnreachable` (worth trying again
-later); an opening the service answers as a replay (a batch too old to open, never received)
-raises :class:`SubmissionExpired` (nothing of it is or can be stored). The chunk size is
-``PLACELINK_UPLOAD_CHUNK_BYTES`` where set (:func:`chunk_bytes_from_environment`).
+service holds. Running out of retries, or a 5xx answer, raises :class:`ServiceUnreachable`
+(worth trying again later); an opening the service answers as a replay (a batch too old to
+open, never received) raises :class:`SubmissionExpired` (nothing of it is or can be stored).
+The chunk size is ``PLACELINK_UPLOAD_CHUNK_BYTES`` where set
+(:func:`chunk_bytes_from_environment`).
 """
 
 from __future__ import annotations
@@ -152,7 +153,8 @@ def prepare_file_submission(
 
 
 class ServiceUnreachable(PlacelinkError):
-    """The service could not be reached, or stayed busy, through every retry (transient)."""
+    """The service could not be reached, or stayed busy, through every retry, or failed (a
+    5xx answer): nothing says the batch is unacceptable, so it is worth sending again later."""
 
 
 class SubmissionExpired(AccessError):
@@ -227,6 +229,12 @@ def _refusal(response: requests.Response) -> PlacelinkError:
     except ValueError:
         payload = {}
     cls: type[PlacelinkError] = InputError
+    if response.status_code >= 500:  # the service failed, not the batch: worth trying later
+        return ServiceUnreachable(
+            f"the linkage service failed ({response.status_code}): "
+            f"{payload.get('title', 'no detail')}",
+            fix="publish again later; if it persists, the service's operator has the log",
+        )
     if response.status_code in (401, 403):
         cls = AccessError
     elif response.status_code == 409 and str(payload.get("type", "")).endswith("/replay"):

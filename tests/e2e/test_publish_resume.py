@@ -2,12 +2,14 @@
 processes killed with SIGKILL, against the real linkage service (gunicorn on loopback).
 
 Faults: (a) the publish process killed by the test mid-upload, once the service holds some of
-its chunks; (b) the process killing itself (PLACELINK_FAULT_INJECTION_UNSAFE, gateway/faults.py)
-after the pending publication was saved, after the service's commit (before the pseudonym map
-was promoted) and after the map was promoted (before the pending files were removed);
-(c) a pending batch the service refuses for good (its policy version superseded); (d) what the
-pending files hold and who may read them; (e) an unreachable service; (f) a pending batch too
-old to open. In every case each record is stored once, under the pseudonym drawn for it first.
+its chunks (the service on SQLite, and on PostgreSQL); (b) the process killing itself
+(PLACELINK_FAULT_INJECTION_UNSAFE, gateway/faults.py) after the pending publication was saved,
+after the service's commit (before the pseudonym map was promoted) and after the map was
+promoted (before the pending files were removed); (c) a pending batch the service refuses for
+good (its policy version superseded); (d) what the pending files hold and who may read them;
+(e) an unreachable service; (f) a pending batch too old to open. In every case each record is
+stored once, under the pseudonym drawn for it first. The node API's POST /v1/publications runs
+the same code and finishes what a killed CLI left.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from linkage.server import RunningService, start_service
 from linkage.tables import BatchRow, RecordRow
 from policies.canonical import canonical_json
 from policies.model import dump_policy, load_policy
+from tests.conftest import POSTGRES_URL_VARIABLE, _empty_postgres, require
 from tests.node_world import NodeWorld, build_node_world, start_node_api
 from tests.oauth_clients import credentials, gateway_client_id, write_oauth_files
 from tests.policy_keys import enrolled_document, example_dpo_keys, example_trust, sign_document
@@ -82,6 +85,24 @@ def setting(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setting]:
         yield Setting(world, service, database_url)
     finally:
         service.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_store(request: pytest.FixtureRequest, setting: Setting) -> Iterator[Setting]:
+    """The module's service (SQLite), or one on the test PostgreSQL (emptied before and after;
+    under CI=true a missing PostgreSQL fails the test)."""
+    if request.param == "sqlite":
+        yield setting
+        return
+    url = os.environ.get(POSTGRES_URL_VARIABLE, "")
+    require(bool(url), f"PostgreSQL ({POSTGRES_URL_VARIABLE})")
+    _empty_postgres(url)
+    service = serve(setting.world, url, setting.world.policy_path, "postgresql")
+    try:
+        yield Setting(setting.world, service, url)
+    finally:
+        service.stop()
+        _empty_postgres(url)
 
 
 def command(
@@ -182,9 +203,10 @@ def upload_offset(setting: Setting, state: Path) -> int:
     return int(answer.json()["offset"]) if answer.status_code == 200 else -1
 
 
-def test_a_publish_killed_mid_upload_is_resumed(setting: Setting, tmp_path: Path) -> None:
+def test_a_publish_killed_mid_upload_is_resumed(any_store: Setting, tmp_path: Path) -> None:
     """(a) SIGKILL from outside once the service holds a few chunks; the rerun resumes the
     same batch from the service's offset."""
+    setting = any_store
     state, before = tmp_path / "state", stored(setting.database_url)
     process = subprocess.Popen(command(setting, state), env=environment(setting, chunk=CHUNK),
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip

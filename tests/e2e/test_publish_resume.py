@@ -255,8 +255,10 @@ def test_a_publish_killed_at_each_step_is_finished_once(
     assert len(stored(setting.database_url)) - len(before) == (len(drawn) if committed else 0)
     if point == "after-pending-saved":
         assert_private(setting, state)
+    started = time.monotonic()
     rerun = run_publish(setting, state)
     assert rerun.returncode == 0, rerun.stderr
+    print(f"\n{point}: finished by the rerun in {time.monotonic() - started:.2f} s")
     assert_stored_once(setting, before, drawn)
     assert map_pseudonyms(state) == drawn and not pending_folder(state, SOURCE).exists()
     entry = last_log_entry(state)

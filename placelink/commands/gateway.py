@@ -60,6 +60,7 @@ def _publish(args: argparse.Namespace) -> int:
         args.source, Path(args.input), Path(args.mapping), Path(args.state), args.service
     )
     credentials = _credentials(args, node_key)
+    _announce_pending(config.state_dir, args.source, discard=args.discard_pending)
     record, error = publish_and_record(
         lambda: publish(
             config,
@@ -89,6 +90,21 @@ def _publish(args: argparse.Namespace) -> int:
         return 0
     print(f"published {record.records} records of {args.source} under epoch {record.epoch}")
     return 0
+
+
+def _announce_pending(state_dir: Path, source: str, *, discard: bool) -> None:
+    """Say on stderr, before the work, that a pending publication goes first."""
+    from gateway.pending import find_pending
+    from keys.errors import PlacelinkError
+
+    try:
+        waiting = find_pending(state_dir, source)
+    except PlacelinkError:
+        return  # the publication itself reports it, and logs it
+    if waiting is not None:
+        what = "dropping" if discard else "resuming"
+        print(f"{what} the pending publication (batch {waiting.batch_id}, saved "
+              f"{waiting.saved_at})", file=sys.stderr)  # fmt: skip
 
 
 def _credentials(args: argparse.Namespace, node_key: SigningKey) -> ClientCredentials:

@@ -229,6 +229,7 @@ def test_a_publish_killed_mid_upload_is_resumed(any_store: Setting, tmp_path: Pa
     resumed_in = time.monotonic() - started
     assert rerun.returncode == 0, rerun.stderr
     assert "resumed the pending publication" in rerun.stdout
+    assert f"resuming the pending publication (batch {batch_id.batch_id}" in rerun.stderr
     assert_stored_once(setting, before, pending)
     assert map_pseudonyms(state) == pending and not pending_folder(state, SOURCE).exists()
     entry = last_log_entry(state)

@@ -63,7 +63,8 @@ class PseudonymMap:
         return {pseudonym: record_id for record_id, pseudonym in self.by_record.items()}
 
     def save(self, path: Path) -> None:
-        """Write atomically, readable by the owner only: the map is the agency's secret."""
+        """Write atomically and durably (temporary file, fsync, rename, fsync of the folder),
+        readable by the owner only: the map is the agency's secret."""
         tmp = path.with_name(path.name + ".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
@@ -77,4 +78,16 @@ class PseudonymMap:
             else:
                 order = sorted(self.by_record, key=self.by_record.__getitem__)
                 writer.writerows((self.by_record[r], r) for r in order)
+            handle.flush()
+            os.fsync(fd)  # on disk before the rename makes it the map (a power cut)
         tmp.replace(path)
+        sync_folder(path.parent)
+
+
+def sync_folder(folder: Path) -> None:
+    """fsync a folder, so that a rename or removal in it survives a power cut."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from gateway.codebook import CodedColumn, NormalValue, distinct, flags
+from gateway.columnar import ArrowColumn, read_plain_csv
 from gateway.columns import COLUMN_NORMALISERS, INVALID, iso_dates
 from gateway.mapping import DATE_FIELDS, ColumnMapping, ColumnRule
 from gateway.normalise import (
@@ -120,9 +121,13 @@ def check_header(header: list[str], mapping: ColumnMapping, where: str) -> None:
 Columns = Mapping[str, Sequence[str]]
 
 
-def read_csv_columns(path: Path) -> tuple[list[str], dict[str, list[str]]]:
+def read_csv_columns(path: Path) -> tuple[list[str], dict[str, Sequence[str]]]:
     """Header and columns of a CSV file (UTF-8, with or without BOM); blank lines are skipped,
-    short rows padded with empty values, extra values ignored."""
+    short rows padded with empty values, extra values ignored. A large plain file is read by
+    Arrow (:mod:`gateway.columnar`, the same values), any other by the csv module."""
+    plain = read_plain_csv(path)
+    if plain is not None:
+        return plain[0], dict(plain[1])
     try:
         with path.open(encoding="utf-8-sig", newline="") as handle:
             reader = csv.reader(handle)
@@ -188,7 +193,7 @@ def normalise_columns(
 def record_ids_of(columns: Columns, count: int, mapping: ColumnMapping, where: str) -> list[str]:
     """Record IDs; an empty or repeated one is refused, naming its row (the header is row 1)."""
     column = columns.get(mapping.columns["record_id"].column, [""] * count)
-    ids = list(map(str.strip, column))
+    ids = list(map(str.strip, column.tolist() if isinstance(column, ArrowColumn) else column))
     if "" not in ids and len(set(ids)) == len(ids):
         return ids
     seen: set[str] = set()
@@ -258,7 +263,7 @@ def normalise_column(
     name: str, raw: Sequence[str], rule: ColumnRule, today: dt.date
 ) -> tuple[CodedColumn, FieldReport]:
     """One field's normalised values (invalid ones as missing, as a code book) and its report."""
-    unique, rows = distinct(raw)
+    unique, rows = raw.book() if isinstance(raw, ArrowColumn) else distinct(raw)
     found = _normalise_distinct(name, unique, rule, today)
     coded = CodedColumn(list(map(found.canonical.__getitem__, unique)), rows)
     report = FieldReport()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import gc
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,7 +73,7 @@ def cyclic_gc_paused() -> Iterator[None]:
 
 def _read_mapped(
     input_path: Path, mapping_path: Path | None
-) -> tuple[ColumnMapping, dict[str, list[str]], int]:
+) -> tuple[ColumnMapping, dict[str, Sequence[str]], int]:
     """The CSV's columns and its mapping (identity for a canonical CSV), checked against each
     other; and the record count."""
     header, columns = read_csv_columns(input_path)

@@ -19,7 +19,7 @@ from gateway.pseudonyms import PseudonymMap
 from gateway.records import FieldReport, check_header, normalise_columns, read_csv_columns
 from keys import LinkageSecret
 from keys.errors import InputError
-from policies.clks import EncodedBatch, dump_clks
+from policies.clks import EncodedBatch, write_clks
 from policies.decisions import (
     check_in_force,
     check_schema,
@@ -163,7 +163,8 @@ def encode_file(
         workers=workers,
     )
     tmp = output_path.with_name(output_path.name + ".tmp")
-    tmp.write_bytes(dump_clks(result.batch))
+    with tmp.open("wb") as handle:  # block by block: no second copy of the batch in memory
+        write_clks(result.batch, handle)
     pseudonyms.save(ids_path)
     tmp.replace(output_path)
     return result

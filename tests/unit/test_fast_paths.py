@@ -20,6 +20,7 @@ from gateway.columns import INVALID, Invalid, addresses, nhs_numbers
 from gateway.normalise import InvalidValue, normalise_address, normalise_nhs_number
 from gateway.parallel import normalise_and_encode
 from gateway.pipeline import context_without_policy
+from gateway.pseudonyms import PseudonymMap
 from gateway.records import read_csv_columns
 from gateway.schema import default_schema
 from gateway.tokenise import field_tokens, token_ids
@@ -152,3 +153,22 @@ def test_two_processes_encode_the_same_bytes_as_one(tmp_path: Path) -> None:
     for name in one_encoded.values:
         assert np.array_equal(one_encoded.values[name], two_encoded.values[name]), name
         assert np.array_equal(one_encoded.present[name], two_encoded.present[name]), name
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    record_ids=st.lists(
+        st.text(alphabet=st.sampled_from(list('Pr-0159 é",\n')), max_size=9), unique=True
+    )
+)
+def test_a_first_map_is_saved_as_the_line_by_line_writer_saves_it(
+    tmp_path_factory: pytest.TempPathFactory, record_ids: list[str]
+) -> None:
+    folder = tmp_path_factory.mktemp("ids")
+    drawn = PseudonymMap()
+    raw = drawn.pseudonyms_for(record_ids)
+    drawn.save(folder / "fast.ids")  # straight from the drawn bytes where the IDs are plain
+    assert raw == bytes.fromhex("".join(map(drawn.by_record.__getitem__, record_ids)))
+    PseudonymMap(drawn.by_record).save(folder / "slow.ids")  # from the dict, line by line
+    assert (folder / "fast.ids").read_bytes() == (folder / "slow.ids").read_bytes()
+    assert PseudonymMap.load(folder / "fast.ids").by_record == drawn.by_record

@@ -52,6 +52,9 @@ class ArrowColumn(Sequence[str]):
     def __getitem__(self, index: slice) -> list[str]: ...
     def __getitem__(self, index: int | slice) -> str | list[str]:
         if isinstance(index, slice):
+            if index.step in (None, 1):
+                part: list[str] = self._column[index].to_pylist()
+                return part
             return self.tolist()[index]
         if not -len(self) <= index < len(self):
             raise IndexError(index)

@@ -114,7 +114,7 @@ def _fresh_lines(record_ids: list[str], pool: bytes) -> bytes | None:
     writes them, made with numpy from the raw pseudonyms; None where an ID is not plain ASCII
     (the caller then writes line by line)."""
     joined = "".join(record_ids)
-    if not record_ids or not joined.isascii() or not _PLAIN.fullmatch(joined):
+    if not joined or not joined.isascii() or "\0" in joined or not _PLAIN.fullmatch(joined):
         return None
     count, width = len(record_ids), 2 * PSEUDONYM_BYTES
     raw = np.frombuffer(pool, dtype=np.uint8).reshape(count, PSEUDONYM_BYTES)
@@ -122,19 +122,15 @@ def _fresh_lines(record_ids: list[str], pool: bytes) -> bytes | None:
     order = np.argsort(high, kind="stable")  # byte order: the order of the hex text
     if np.any(high[order][1:] == high[order][:-1]):  # first eight bytes alike: rare
         order = np.lexsort((low, high))
-    ids = np.empty(count, dtype=object)
-    ids[:] = record_ids
-    ordered = ids[order]
-    lengths = np.fromiter(map(len, ordered), dtype=np.int64, count=count)
-    longest = int(lengths.max())
+    text = np.array(record_ids, dtype="S")[order]  # ASCII without NUL, checked above
+    lengths = np.strings.str_len(text).astype(np.int64)
+    longest = text.dtype.itemsize
     # one row per line, as wide as the longest; the padding after each line's LF is dropped
     lines = np.zeros((count, width + 3 + longest), dtype=np.uint8)
     hexed = raw[order].tobytes().hex().encode("ascii")
     lines[:, :width] = np.frombuffer(hexed, dtype=np.uint8).reshape(count, width)
     lines[:, width] = ord(",")
-    if longest:
-        text = ordered.astype(f"S{longest}")  # ASCII, checked above
-        lines[:, width + 1 : width + 1 + longest] = text.view(np.uint8).reshape(count, longest)
+    lines[:, width + 1 : width + 1 + longest] = text.view(np.uint8).reshape(count, longest)
     if lengths.min() == longest:  # IDs of one length: lines of one length
         lines[:, -2], lines[:, -1] = ord("\r"), ord("\n")
         return lines.tobytes()

@@ -1,12 +1,13 @@
 """Normalising and encoding a batch's fields in two processes at once.
 
 Fields are independent: each is normalised and encoded from its own column. With
-``workers=2`` a forked child takes the costliest fields (by their number of distinct raw
-values) while this process takes the rest; the child inherits the columns, mapping, context
-and secret by ``fork`` (nothing is pickled to it, nothing leaves the machine) and sends back
-only encoded bytes, presence flags and counts, plus the normalised values of any field an
-attribute is generalised from. The result is byte for byte what one process makes (a test
-checks it): the encoders are deterministic, and pseudonyms are drawn here, not in the child.
+``workers=2`` a forked child and this process take the fields in turns, the costliest (by
+their number of distinct raw values) first, each taking the next field free. The child
+inherits the columns, mapping, context and secret by ``fork`` (nothing is pickled to it,
+nothing leaves the machine) and sends back only encoded bytes, presence flags and counts, plus
+the normalised values of any field an attribute is generalised from. The result is byte for
+byte what one process makes (a test checks it): the encoders are deterministic, and
+pseudonyms are drawn here, not in the child.
 
 Forking is used only where the platform offers it, and only for batches large enough to gain.
 """
@@ -14,12 +15,18 @@ Forking is used only where the platform offers it, and only for batches large en
 from __future__ import annotations
 
 import datetime as dt
+import mmap
 import multiprocessing
+from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from multiprocessing.sharedctypes import Synchronized
+
+import numpy as np
 
 from gateway.encode import EncodedColumns, EncodingContext, encode_fields
 from gateway.mapping import ColumnMapping
+from gateway.pseudonyms import PseudonymMap
 from gateway.records import (
     Columns,
     FieldReport,
@@ -33,6 +40,7 @@ from keys import LinkageSecret
 
 MIN_ROWS_TO_FORK = 20_000
 _SAMPLE_ROWS = 5_000
+_ROWS_PER_DISTINCT = 25  # rows that cost as much as one distinct value (measured: bench/)
 
 
 @dataclass(frozen=True)
@@ -45,22 +53,38 @@ class _Job:
     today: dt.date
     where: str
     record_ids: list[str]
+    order: list[str]  # the fields, costliest first: each process takes the next one free
+    taken: Synchronized[int]  # how many of ``order`` are taken, shared by the two processes
+    shared: EncodedColumns  # where the child puts its encodings (see _shared_columns)
 
 
 _JOB: _Job | None = None  # set just before forking; read by the child
+Part = tuple[EncodedColumns, dict[str, FieldReport], dict[str, list[NormalValue]]]
 
 
-def _part(
-    job: _Job, names: list[str]
-) -> tuple[EncodedColumns, dict[str, FieldReport], dict[str, list[NormalValue]]]:
+def _values_kept(context: EncodingContext) -> set[str]:
+    """The fields whose per-record values are needed after encoding (attributes are made
+    from them) or while encoding (a salted field, and the birth dates its salts come from)."""
+    salted = {spec.name for spec in context.fields if spec.salt}
+    return {a.field for a in context.attributes} | salted | ({"date_of_birth"} if salted else set())
+
+
+def _part(job: _Job, names: list[str]) -> Part:
     """Normalise and encode ``names``; keep the values attributes are made from."""
     salted = any(s.salt for s in job.context.fields if s.name in names)
     keep = {"record_id", *names, *(["date_of_birth"] if salted else [])}
     mapping = ColumnMapping(
         job.mapping.source, {k: v for k, v in job.mapping.columns.items() if k in keep}
     )
+    expand = _values_kept(job.context)
     records = normalise_columns(
-        job.columns, job.count, mapping, today=job.today, where=job.where, record_ids=job.record_ids
+        job.columns,
+        job.count,
+        mapping,
+        today=job.today,
+        where=job.where,
+        record_ids=job.record_ids,
+        expand=expand,
     )
     fields = tuple(spec for spec in job.context.fields if spec.name in names)
     encoded = encode_fields(records, fields, secret=job.secret, context=job.context)
@@ -68,26 +92,58 @@ def _part(
     return encoded, records.report, {k: v for k, v in records.values.items() if k in wanted}
 
 
-def _child(
-    names: list[str],
-) -> tuple[EncodedColumns, dict[str, FieldReport], dict[str, list[NormalValue]]]:
+def _take_turns(job: _Job) -> Part:
+    """Take the next free field of ``job.order`` until none is left (run by both processes)."""
+    done: Part = (EncodedColumns(), {}, {})
+    while True:
+        with job.taken.get_lock():
+            index = job.taken.value
+            job.taken.value = index + 1
+        if index >= len(job.order):
+            return done
+        encoded, report, values = _part(job, [job.order[index]])
+        done[0].update(encoded)
+        done[1].update(report)
+        done[2].update(values)
+
+
+def _child() -> Part:
+    """The child's turns; its encodings go into the shared arrays, not through the pipe."""
     assert _JOB is not None, "the job is set before the fork"
-    return _part(_JOB, names)
+    encoded, report, values = _take_turns(_JOB)
+    for name, filters in encoded.values.items():
+        _JOB.shared.values[name][:] = filters
+        _JOB.shared.present[name][:] = encoded.present[name]
+    return EncodedColumns(), report, values
 
 
-def _split(columns: Columns, mapping: ColumnMapping) -> tuple[list[str], list[str]]:
-    """Two groups of fields of about equal work (rows plus distinct raw values, judged from
-    the first rows), the costliest first."""
+def _shared_columns(context: EncodingContext, count: int) -> EncodedColumns:
+    """Arrays for every encoded field in anonymous shared memory, made before the fork, so
+    that the child's encodings (tens of megabytes) come back without a copy through a pipe."""
+    out = EncodedColumns()
+    for spec in context.fields:
+        filters = mmap.mmap(-1, count * spec.nbytes)
+        out.values[spec.name] = np.frombuffer(filters, dtype=np.uint8).reshape(count, spec.nbytes)
+        out.present[spec.name] = np.frombuffer(mmap.mmap(-1, count), dtype=np.bool_)
+    return out
+
+
+def _costliest_first(columns: Columns, count: int, mapping: ColumnMapping) -> list[str]:
+    """The fields by their work, the costliest first. The work of a field is mostly one
+    normalising and encoding per distinct value, plus a little per row; the number of distinct
+    values in the whole column is estimated from the first rows by the bias-corrected Chao1
+    estimator (distinct values, plus those seen once squared over twice those seen twice), so
+    that a column of few values that repeat (dates of birth) ranks below one of many
+    (NHS numbers), though both look alike in a small sample."""
     names = [n for n in mapping.columns if n != "record_id"]
-    sample = {n: columns.get(mapping.columns[n].column, ())[:_SAMPLE_ROWS] for n in names}
-    cost = {n: len(sample[n]) + len(set(sample[n])) for n in names}
-    groups: tuple[list[str], list[str]] = ([], [])
-    loads = [0, 0]
-    for name in sorted(names, key=cost.__getitem__, reverse=True):
-        lighter = loads.index(min(loads))
-        groups[lighter].append(name)
-        loads[lighter] += cost[name]
-    return groups
+    cost = {}
+    for name in names:
+        seen = Counter(columns.get(mapping.columns[name].column, ())[:_SAMPLE_ROWS])
+        once = sum(1 for times in seen.values() if times == 1)
+        twice = sum(1 for times in seen.values() if times == 2)
+        distinct = len(seen) + once * (once - 1) / (2 * (twice + 1))
+        cost[name] = min(distinct, count) + count / _ROWS_PER_DISTINCT
+    return sorted(names, key=cost.__getitem__, reverse=True)
 
 
 def normalise_and_encode(
@@ -101,8 +157,13 @@ def normalise_and_encode(
     strict: bool = False,
     where: str = "input",
     workers: int = 1,
+    pseudonyms: PseudonymMap | None = None,
 ) -> tuple[NormalisedRecords, EncodedColumns]:
-    """Normalised records (values of attribute fields only when forked) and encoded fields."""
+    """Normalised records (values of attribute fields only when forked) and encoded fields.
+
+    With two processes, the fields are shared out as they are free (the costliest first);
+    this process first draws the records' ``pseudonyms`` (when given) and makes the saved
+    form of a new map, the work that would otherwise follow the encoding."""
     fork = "fork" in multiprocessing.get_all_start_methods()
     if workers < 2 or count < MIN_ROWS_TO_FORK or not fork:
         records = normalise_columns(
@@ -110,18 +171,35 @@ def normalise_and_encode(
         )
         return records, encode_fields(records, context.fields, secret=secret, context=context)
     record_ids = record_ids_of(columns, count, mapping, where)
-    job = _Job(columns, count, mapping, secret, context, today, where, record_ids)
-    ours, theirs = _split(columns, mapping)
+    forking = multiprocessing.get_context("fork")
+    order = _costliest_first(columns, count, mapping)
+    job = _Job(
+        columns,
+        count,
+        mapping,
+        secret,
+        context,
+        today,
+        where,
+        record_ids,
+        order,
+        forking.Value("i", 0),
+        _shared_columns(context, count),
+    )
     global _JOB
     _JOB = job
     try:
-        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as pool:
-            future = pool.submit(_child, theirs)
-            encoded, report, values = _part(job, ours)
-            child_encoded, child_report, child_values = future.result()
+        with ProcessPoolExecutor(1, mp_context=forking) as pool:
+            future = pool.submit(_child)
+            if pseudonyms is not None:
+                pseudonyms.prepare(record_ids)
+            encoded, report, values = _take_turns(job)
+            _, child_report, child_values = future.result()
     finally:
         _JOB = None
-    encoded.update(child_encoded)
+    for name in child_report.keys() & job.shared.values.keys():
+        encoded.values[name] = job.shared.values[name]
+        encoded.present[name] = job.shared.present[name]
     values.update(child_values)
     merged = {**report, **child_report}
     report = {name: merged[name] for name in mapping.columns if name in merged}

@@ -111,6 +111,7 @@ def encode_csv(
             strict=strict,
             where=str(input_path),
             workers=workers,
+            pseudonyms=pseudonyms,
         )
         batch = assemble_batch(records, encoded, context=context, pseudonyms=pseudonyms)
         return EncodeResult(

@@ -33,13 +33,14 @@ class PseudonymMap:
     def __init__(self, by_record: dict[str, str] | None = None) -> None:
         self._by_record: dict[str, str] = dict(by_record or {})
         self._drawn: tuple[list[str], bytes] | None = None  # distinct IDs, their raw pseudonyms
+        self._drawn_lines: bytes | None = None  # the saved form of a drawn map, made ahead
 
     @property
     def by_record(self) -> dict[str, str]:
         """record ID -> pseudonym (hex)."""
         if self._drawn is not None:
             record_ids, pool = self._drawn
-            self._drawn = None
+            self._drawn = self._drawn_lines = None
             hexed, width = pool.hex(), 2 * PSEUDONYM_BYTES
             chunks = [hexed[i : i + width] for i in range(0, len(hexed), width)]
             self._by_record.update(zip(record_ids, chunks, strict=True))
@@ -68,6 +69,8 @@ class PseudonymMap:
 
     def pseudonyms_for(self, record_ids: list[str]) -> bytes:
         """The pseudonyms of many records, raw and concatenated (new ones drawn in one go)."""
+        if self._drawn is not None and self._drawn[0] == record_ids:  # drawn ahead: prepare()
+            return self._drawn[1]
         known = self.by_record
         if not known and len(set(record_ids)) == len(record_ids):  # a first encoding
             pool = secrets.token_bytes(PSEUDONYM_BYTES * len(record_ids))
@@ -83,12 +86,21 @@ class PseudonymMap:
             return pool
         return bytes.fromhex("".join(map(self.by_record.__getitem__, record_ids)))
 
+    def prepare(self, record_ids: list[str]) -> None:
+        """Draw the records' pseudonyms and, for a first map, make its saved form now (for a
+        process that has time to spare before :meth:`pseudonyms_for` and :meth:`save`)."""
+        self.pseudonyms_for(record_ids)
+        if self._drawn is not None and not self._by_record:
+            self._drawn_lines = _fresh_lines(*self._drawn)
+
     def record_for(self) -> dict[str, str]:
         return {pseudonym: record_id for record_id, pseudonym in self.by_record.items()}
 
     def save(self, path: Path) -> None:
         """Write atomically, readable by the owner only: the map is the agency's secret."""
-        lines = _fresh_lines(*self._drawn) if self._drawn and not self._by_record else None
+        lines = None
+        if self._drawn is not None and not self._by_record:
+            lines = self._drawn_lines or _fresh_lines(*self._drawn)
         tmp = path.with_name(path.name + ".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as handle:

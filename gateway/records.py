@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import chain, compress, repeat
 from operator import is_
@@ -170,9 +170,11 @@ def normalise_columns(
     strict: bool = False,
     where: str = "input",
     record_ids: list[str] | None = None,
+    expand: Collection[str] | None = None,
 ) -> NormalisedRecords:
     """As :func:`normalise_rows`, over ``count`` rows given column by column (``record_ids``:
-    already checked by the caller).
+    already checked by the caller). ``expand`` names the fields whose per-record ``values``
+    are wanted (default: all); every field is kept as a code book in ``coded``.
 
     Each distinct raw value of a column is normalised once: extracts repeat names, dates and
     postcodes.
@@ -185,7 +187,9 @@ def normalise_columns(
         rule = mapping.columns[name]
         raw = columns.get(rule.column, empty)
         coded, out.report[name] = normalise_column(name, raw, rule, today)
-        out.values[name], out.coded[name] = coded.expand(), coded
+        out.coded[name] = coded
+        if expand is None or name in expand:
+            out.values[name] = coded.expand()
     enforce_strict(out.report, strict, where)
     return out
 

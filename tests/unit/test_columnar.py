@@ -110,6 +110,8 @@ def test_a_large_file_is_read_in_chunks_and_normalised_as_before(tmp_path: Path)
     want_header, want = _csv_module(text)
     assert header == want_header
     assert {name: list(column) for name, column in columns.items()} == want
+    assert address[:5000] == want["address"][:5000] and address[-3:] == want["address"][-3:]
+    assert address[7] == want["address"][7] and address[1::2] == want["address"][1::2]
     mapping = canonical_mapping("extract", header)
     today = dt.date(2027, 1, 1)
     fast = normalise_columns(columns, 60_000, mapping, today=today)

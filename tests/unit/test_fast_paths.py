@@ -137,9 +137,17 @@ def test_two_processes_encode_the_same_bytes_as_one(tmp_path: Path) -> None:
     context = context_without_policy(default_schema(), policy_id="t", epoch=0)
     secret = LinkageSecret(KEY)
     today = dt.date(2027, 1, 1)
+    pseudonyms = PseudonymMap()  # drawn, and its saved form made, while the child works
     runs = [
         normalise_and_encode(
-            columns, len(rows), mapping, secret=secret, context=context, today=today, workers=w
+            columns,
+            len(rows),
+            mapping,
+            secret=secret,
+            context=context,
+            today=today,
+            workers=w,
+            pseudonyms=pseudonyms if w == 2 else None,
         )
         for w in (1, 2)
     ]
@@ -153,6 +161,10 @@ def test_two_processes_encode_the_same_bytes_as_one(tmp_path: Path) -> None:
     for name in one_encoded.values:
         assert np.array_equal(one_encoded.values[name], two_encoded.values[name]), name
         assert np.array_equal(one_encoded.present[name], two_encoded.present[name]), name
+    raw = pseudonyms.pseudonyms_for(two.record_ids)  # the pseudonyms drawn during the run
+    pseudonyms.save(tmp_path / "all.clks.ids")
+    by_record = PseudonymMap.load(tmp_path / "all.clks.ids").by_record
+    assert bytes.fromhex("".join(map(by_record.__getitem__, two.record_ids))) == raw
 
 
 @settings(max_examples=60, deadline=None)

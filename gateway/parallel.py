@@ -192,7 +192,7 @@ def normalise_and_encode(
         with ProcessPoolExecutor(1, mp_context=forking) as pool:
             future = pool.submit(_child)
             if pseudonyms is not None:
-                pseudonyms.prepare(record_ids)
+                pseudonyms.prepare(record_ids, distinct=True)  # as checked
             encoded, report, values = _take_turns(job)
             _, child_report, child_values = future.result()
     finally:

@@ -86,9 +86,13 @@ class PseudonymMap:
             return pool
         return bytes.fromhex("".join(map(self.by_record.__getitem__, record_ids)))
 
-    def prepare(self, record_ids: list[str]) -> None:
+    def prepare(self, record_ids: list[str], *, distinct: bool = False) -> None:
         """Draw the records' pseudonyms and, for a first map, make its saved form now (for a
-        process that has time to spare before :meth:`pseudonyms_for` and :meth:`save`)."""
+        process that has time to spare before :meth:`pseudonyms_for` and :meth:`save`);
+        ``distinct``: the caller has checked that no record ID repeats."""
+        if distinct and self._drawn is None and not self._by_record:
+            pool = secrets.token_bytes(PSEUDONYM_BYTES * len(record_ids))
+            self._drawn = (list(record_ids), pool)
         self.pseudonyms_for(record_ids)
         if self._drawn is not None and not self._by_record:
             self._drawn_lines = _fresh_lines(*self._drawn)

@@ -10,11 +10,12 @@ import csv
 import datetime as dt
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import chain, compress, repeat
+from itertools import chain, repeat
 from operator import is_
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 
 from gateway.codebook import CodedColumn, NormalValue, distinct, flags
 from gateway.columnar import ArrowColumn, read_plain_csv
@@ -214,11 +215,15 @@ def record_ids_of(columns: Columns, count: int, mapping: ColumnMapping, where: s
 @dataclass
 class _Distinct:
     """Canonical form of each distinct raw value (None when invalid), the invalid ones, and
-    the usable ones that fail the UK check."""
+    the usable ones that fail the UK check; from a column normaliser, the canonical forms
+    come as a list in the order of the distinct values (``aligned``), with a flag per value
+    for the invalid ones, instead of ``canonical`` and ``invalid``."""
 
     canonical: dict[str, NormalValue] = field(default_factory=dict)
     invalid: set[str] = field(default_factory=set)
     unverified: set[str] = field(default_factory=set)
+    aligned: list[NormalValue] | None = None
+    invalid_flags: npt.NDArray[np.bool_] | None = None
 
 
 def _normalise_distinct(
@@ -228,10 +233,13 @@ def _normalise_distinct(
     column_normaliser = COLUMN_NORMALISERS.get(name)
     if column_normaliser is not None:
         results = column_normaliser(distinct)
-        out.invalid = set(compress(distinct, map(is_, results, repeat(INVALID))))
-        out.canonical = dict(zip(distinct, results, strict=True))  # type: ignore[arg-type]
-        if out.invalid:
-            out.canonical.update(dict.fromkeys(out.invalid))
+        bad = np.fromiter(map(is_, results, repeat(INVALID)), dtype=np.bool_, count=len(results))
+        out.invalid_flags, out.aligned = bad, results  # type: ignore[assignment]
+        if bad.any():
+            book = np.empty(len(results), dtype=object)
+            book[:] = results
+            book[bad] = None
+            out.aligned = book.tolist()
         return out
     if name in DATE_FIELDS and rule.format == ISO_FORMAT:
         out.canonical = _quick_dates(name, distinct, today)
@@ -269,10 +277,14 @@ def normalise_column(
     """One field's normalised values (invalid ones as missing, as a code book) and its report."""
     unique, rows = raw.book() if isinstance(raw, ArrowColumn) else distinct(raw)
     found = _normalise_distinct(name, unique, rule, today)
-    coded = CodedColumn(list(map(found.canonical.__getitem__, unique)), rows)
+    if found.aligned is not None:
+        coded, invalid = CodedColumn(found.aligned, rows), found.invalid_flags
+    else:
+        coded = CodedColumn(list(map(found.canonical.__getitem__, unique)), rows)
+        invalid = flags(unique, found.invalid) if found.invalid else None
     report = FieldReport()
-    if found.invalid:
-        invalid_rows = np.flatnonzero(flags(unique, found.invalid)[rows])
+    if invalid is not None and invalid.any():
+        invalid_rows = np.flatnonzero(invalid[rows])
         report.invalid = len(invalid_rows)
         report.first_invalid_rows = [int(i) + 2 for i in invalid_rows[:5]]  # the header is row 1
     if found.unverified:

@@ -14,6 +14,7 @@ Forking is used only where the platform offers it, and only for batches large en
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import mmap
 import multiprocessing
@@ -21,6 +22,7 @@ from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing.sharedctypes import Synchronized
+from typing import Any
 
 import numpy as np
 
@@ -37,6 +39,7 @@ from gateway.records import (
     record_ids_of,
 )
 from keys import LinkageSecret
+from keys.errors import InputError
 
 MIN_ROWS_TO_FORK = 20_000
 _SAMPLE_ROWS = 5_000
@@ -52,7 +55,7 @@ class _Job:
     context: EncodingContext
     today: dt.date
     where: str
-    record_ids: list[str]
+    record_ids: list[str] | None  # None in the child, which checks them only if it must
     order: list[str]  # the fields, costliest first: each process takes the next one free
     taken: Synchronized[int]  # how many of ``order`` are taken, shared by the two processes
     shared: EncodedColumns  # where the child puts its encodings (see _shared_columns)
@@ -76,17 +79,21 @@ def _part(job: _Job, names: list[str]) -> Part:
     mapping = ColumnMapping(
         job.mapping.source, {k: v for k, v in job.mapping.columns.items() if k in keep}
     )
-    expand = _values_kept(job.context)
+    fields = tuple(spec for spec in job.context.fields if spec.name in names)
+    record_ids = job.record_ids
+    if record_ids is None:  # the child: its own copy where an encoding is keyed by record
+        keyed = any(spec.blip for spec in fields)
+        where, count = job.where, job.count
+        record_ids = record_ids_of(job.columns, count, mapping, where) if keyed else [""] * count
     records = normalise_columns(
         job.columns,
         job.count,
         mapping,
         today=job.today,
         where=job.where,
-        record_ids=job.record_ids,
-        expand=expand,
+        record_ids=record_ids,
+        expand=_values_kept(job.context),
     )
-    fields = tuple(spec for spec in job.context.fields if spec.name in names)
     encoded = encode_fields(records, fields, secret=job.secret, context=job.context)
     wanted = {attribute.field for attribute in job.context.attributes}
     return encoded, records.report, {k: v for k, v in records.values.items() if k in wanted}
@@ -115,6 +122,17 @@ def _child() -> Part:
         _JOB.shared.values[name][:] = filters
         _JOB.shared.present[name][:] = encoded.present[name]
     return EncodedColumns(), report, values
+
+
+def _checked_ids(job: _Job) -> list[str]:
+    """The record IDs, checked while the child starts on the fields; on a bad one, the child
+    is told that no field is left before the error is raised."""
+    try:
+        return record_ids_of(job.columns, job.count, job.mapping, job.where)
+    except InputError:
+        with job.taken.get_lock():
+            job.taken.value = len(job.order)
+        raise
 
 
 def _shared_columns(context: EncodingContext, count: int) -> EncodedColumns:
@@ -170,38 +188,35 @@ def normalise_and_encode(
             columns, count, mapping, today=today, strict=strict, where=where
         )
         return records, encode_fields(records, context.fields, secret=secret, context=context)
-    record_ids = record_ids_of(columns, count, mapping, where)
     forking = multiprocessing.get_context("fork")
     order = _costliest_first(columns, count, mapping)
-    job = _Job(
-        columns,
-        count,
-        mapping,
-        secret,
-        context,
-        today,
-        where,
-        record_ids,
-        order,
-        forking.Value("i", 0),
-        _shared_columns(context, count),
-    )
+    shared = _shared_columns(context, count)
+    job = _Job(columns, count, mapping, secret, context, today, where, None, order,
+               forking.Value("i", 0), shared)  # fmt: skip
+    record_ids, encoded, report, values = _fork_and_share(job, forking, pseudonyms)
+    report = {name: report[name] for name in mapping.columns if name in report}
+    enforce_strict(report, strict, where)
+    return NormalisedRecords(record_ids, values, report), encoded
+
+
+def _fork_and_share(
+    job: _Job, forking: Any, pseudonyms: PseudonymMap | None
+) -> tuple[list[str], EncodedColumns, dict[str, FieldReport], dict[str, list[NormalValue]]]:
+    """Both processes' turns at ``job``'s fields; this one checks the record IDs and draws
+    their pseudonyms first. The record IDs, encodings, reports and kept values of all fields."""
     global _JOB
     _JOB = job
     try:
         with ProcessPoolExecutor(1, mp_context=forking) as pool:
             future = pool.submit(_child)
+            record_ids = _checked_ids(job)
             if pseudonyms is not None:
                 pseudonyms.prepare(record_ids, distinct=True)  # as checked
-            encoded, report, values = _take_turns(job)
+            encoded, report, values = _take_turns(dataclasses.replace(job, record_ids=record_ids))
             _, child_report, child_values = future.result()
     finally:
         _JOB = None
     for name in child_report.keys() & job.shared.values.keys():
         encoded.values[name] = job.shared.values[name]
         encoded.present[name] = job.shared.present[name]
-    values.update(child_values)
-    merged = {**report, **child_report}
-    report = {name: merged[name] for name in mapping.columns if name in merged}
-    enforce_strict(report, strict, where)
-    return NormalisedRecords(record_ids, values, report), encoded
+    return record_ids, encoded, {**report, **child_report}, {**values, **child_values}

@@ -25,6 +25,7 @@ from gateway.records import read_csv_columns
 from gateway.schema import default_schema
 from gateway.tokenise import field_tokens, token_ids
 from keys import LinkageSecret
+from keys.errors import InputError
 from placelink.town import generate_town, write_canonical_csv
 from policies.linkage_schema import FieldSpec
 
@@ -184,3 +185,28 @@ def test_a_first_map_is_saved_as_the_line_by_line_writer_saves_it(
     PseudonymMap(drawn.by_record).save(folder / "slow.ids")  # from the dict, line by line
     assert (folder / "fast.ids").read_bytes() == (folder / "slow.ids").read_bytes()
     assert PseudonymMap.load(folder / "fast.ids").by_record == drawn.by_record
+
+
+def test_two_processes_refuse_a_repeated_record_id_as_one_does() -> None:
+    count = 20_000
+    columns = {
+        "record_id": [f"R{i}" for i in range(count - 1)] + ["R7"],  # row 20,001 repeats row 9
+        "given_name": ["ANN", "BOB", "CARL", "DEE"] * (count // 4),
+        "nhs_number": [str(9_000_000_000 + i) for i in range(count)],
+    }
+    from gateway.mapping import canonical_mapping
+
+    mapping = canonical_mapping("all", list(columns))
+    context = context_without_policy(default_schema(), policy_id="t", epoch=0)
+    for workers in (1, 2):
+        with pytest.raises(InputError, match="row 20001: the record ID is empty or repeated"):
+            normalise_and_encode(
+                columns,
+                count,
+                mapping,
+                secret=LinkageSecret(KEY),
+                context=context,
+                today=dt.date(2027, 1, 1),
+                workers=workers,
+                pseudonyms=PseudonymMap(),
+            )

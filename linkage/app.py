@@ -34,6 +34,7 @@ from keys.errors import (
     PolicyError,
     StorageError,
 )
+from linkage.assertion_ledger import AssertionLedger
 from linkage.auth import Caller, TokenAuthority, Unauthenticated
 from linkage.auth_routes import install_auth, require_party, require_scope
 from linkage.engine import Engine
@@ -282,6 +283,8 @@ def create_app(
     app.extensions["placelink-hotspots"] = HotspotDesk(
         service.store, service.policies, authorise=_hotspot_rules(service)
     )
+    if auth is not None and auth.replay_ledger is None:  # assertions used once, every worker
+        auth.replay_ledger = _ledger(service.store.assertions)
     install_auth(app, auth)
     app.register_blueprint(api)
     from linkage.audit_routes import install_audit
@@ -303,6 +306,13 @@ def create_app(
     )
     app.register_error_handler(HTTPException, _http_problem)
     return app
+
+
+def _ledger(ledger: AssertionLedger) -> Callable[[str, float, float], bool]:
+    def first_use(jti: str, expires_at: float, now: float) -> bool:
+        return ledger.first_use(jti, expires_at=expires_at, now=now)
+
+    return first_use
 
 
 def app_from_environment() -> Flask:

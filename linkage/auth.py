@@ -113,6 +113,9 @@ class TokenAuthority:
     external_jwks: KeySet | None = None
     lifetime_s: int = DEFAULT_LIFETIME_S
     clock: Callable[[], float] = time.time
+    # Where accepted assertions are kept for every worker (linkage.assertion_ledger, bound by
+    # create_app); without one, in this process only.
+    replay_ledger: Callable[[str, float, float], bool] | None = field(default=None, repr=False)
     _seen_assertions: dict[str, float] = field(default_factory=dict, repr=False)
     _keys: KeySet = field(init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -219,8 +222,11 @@ class TokenAuthority:
 
     def first_use_of_assertion(self, jti: str, expires_at: float) -> bool:
         """Record a client assertion's ``jti``; False when it was seen before (a replay).
-        The record lives in this process, for as long as the assertion is valid."""
+        The record lives in the ledger (the service's database) or, without one, in this
+        process, for as long as the assertion is valid."""
         now = self.clock()
+        if self.replay_ledger is not None:
+            return self.replay_ledger(jti, expires_at, now)
         with self._lock:
             for stale in [k for k, t in self._seen_assertions.items() if t < now - LEEWAY_S]:
                 del self._seen_assertions[stale]

@@ -32,6 +32,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from keys.errors import StorageError
+from linkage.assertion_ledger import AssertionLedger
 from linkage.hotspots import EntityRecord
 from linkage.migrate import require_head, upgrade_to_head
 from linkage.query_log import QueryEntry
@@ -84,6 +85,7 @@ class Store:
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self.on_query: list[Callable[[QueryEntry], None]] = []  # the audit log's seam
         self.uploads = UploadStore(self._sessions, self._transaction)
+        self.assertions = AssertionLedger(self._sessions)
 
     @contextmanager
     def _transaction(self, what: str) -> Iterator[Session]:

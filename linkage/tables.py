@@ -4,7 +4,8 @@ Policies, uploads (a batch's signed manifest, and its ``.clks`` body as received
 rows: sessions in progress and committed batches alike), batches (one row per stored batch),
 records (pseudonym and released
 attributes), link runs, entity memberships, hot-spot queries and the privacy-budget ledger, and
-the key state (revoked node keys, per-policy epoch floors). All access goes through
+the key state (revoked node keys, per-policy epoch floors), and the client assertions the token
+endpoint accepted (until they expire). All access goes through
 :class:`linkage.storage.Store`; nothing here holds an identifier in clear.
 """
 
@@ -146,6 +147,16 @@ class BudgetRow(Base):
     policy_id: Mapped[str] = mapped_column(String(200), primary_key=True)
     epsilon_spent: Mapped[float] = mapped_column(Float)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
+class UsedAssertionRow(Base):
+    """A client assertion (private_key_jwt) the token endpoint accepted: the SHA-256 of its
+    ``jti`` and when the assertion expires (seconds since the epoch); kept until then, so that
+    no worker accepts it twice."""
+
+    __tablename__ = "used_assertions"
+    jti_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[float] = mapped_column(Float, index=True)
 
 
 class BudgetSpent(Exception):

@@ -41,6 +41,7 @@ from linkage.dashboard_page import snapshot_page
 from linkage.hotspots import DEFAULT_MEASURES
 from linkage.quality import PairwiseQuality, pairwise_quality
 from linkage.server import RunningService, start_service
+from placelink.demo_node import DemoNode, NodeApiFacts
 from placelink.report import render_report
 from placelink.town import generate_town, write_town
 from policies.approvals import PolicyTrust, make_approval, verify_approvals
@@ -60,6 +61,7 @@ class DemoResult:
     bytes_sent: int
     files: dict[str, Path] = field(default_factory=dict)
     policy_line: str = ""
+    node: NodeApiFacts | None = None
     audit_line: str = ""
 
 
@@ -181,7 +183,8 @@ def run_demo(out: Path, *, seed: int = 7, people: int = 3000, progress: bool = T
     csvs = write_town(town, out)
     schema = default_schema()
     secret = new_secret()
-    write_secret(secret, dirs["keys"] / "linkage.secret", passphrase=None, unencrypted_unsafe=True)
+    secret_path = dirs["keys"] / "linkage.secret"
+    write_secret(secret, secret_path, passphrase=None, unencrypted_unsafe=True)
     node_keys = {agency: SigningKey.generate() for agency in csvs}
     document, trusted = _dpo_signed(_enrolled_policy(node_keys, schema.sha256, today))
     policy_path = out / "policy.yaml"
@@ -204,7 +207,7 @@ def run_demo(out: Path, *, seed: int = 7, people: int = 3000, progress: bool = T
         for agency in csvs
     }
     try:
-        records, sent = {}, 0
+        records, sent, node = {}, 0, None
         for agency in tqdm(csvs, desc="gateways publishing", unit="agency", disable=not progress):
             config = NodeConfig(
                 agency,
@@ -213,6 +216,12 @@ def run_demo(out: Path, *, seed: int = 7, people: int = 3000, progress: bool = T
                 dirs["gateways"] / agency,
                 service.url,
             )
+            if node is None:  # the first agency publishes through its node's own API
+                node = DemoNode(config, policy_path=policy_path, trusted=trusted, today=today,
+                                secret_path=secret_path, node_key=node_keys[agency])  # fmt: skip
+                published = node.publish()
+                records[agency], sent = int(published["records"]), int(published["bytes_sent"])
+                continue
             publication = publish(
                 config,
                 policy=policy,
@@ -235,8 +244,11 @@ def run_demo(out: Path, *, seed: int = 7, people: int = 3000, progress: bool = T
         answers = _hotspot_answers(service, policy.policy_id, analyst.access_token())
         rows = answers["table"]["rows"]
         predicted = _resolve_all(service, policy.policy_id, gateways, dirs["gateways"])
+        node_facts = node.facts(published) if node is not None else None
     finally:
         service.stop()
+        if node is not None:
+            node.close()
     truth = {f"{agency}:{rid}": person for agency, rid, person in town.truth}
     quality = pairwise_quality(predicted, truth)
     _write_hotspots_csv(rows, out / "hotspots.csv")
@@ -252,6 +264,7 @@ def run_demo(out: Path, *, seed: int = 7, people: int = 3000, progress: bool = T
         "dashboard": out / "dashboard.html",
     }
     result.policy_line = _policy_line(policy)
+    result.node = node_facts
     result.audit_line = _audit_line(service, dirs["gateways"], node_keys)
     return result
 
@@ -310,6 +323,7 @@ def format_summary(result: DemoResult) -> str:
         f"largest entity {link['largest_cluster']} records)",
         f"linkage quality against the synthetic truth: precision {result.quality.precision:.4f}, "
         f"recall {result.quality.recall:.4f}, F1 {result.quality.f1:.4f}",
+        result.node.line() if result.node else "",
         "top hot-spots (people known to 3+ agencies, published figures):",
         *[
             f"  {r['area']:<7} 3+ agencies {r['known_to_3plus']!s:>4}   2+ agencies "

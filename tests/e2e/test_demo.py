@@ -83,6 +83,20 @@ def test_the_policy_was_dpo_signed_and_verified_by_the_service(
     check_approved(policy, trust=PolicyTrust(trusted))
 
 
+def test_one_agency_published_and_read_its_links_through_its_node_api(
+    demo: tuple[Path, dict[str, Any]],
+) -> None:
+    out, summary = demo
+    node = summary["node_api"]
+    assert node["records"] == summary["records"][node["source"]] > 0
+    assert node["linked"] == node["records"]  # every record resolved through the node's own map
+    assert 0 < node["entities"] <= node["linked"]
+    lines = [json.loads(line) for line in (out / "gateways" / node["source"] / "node.log").open()]
+    calls = {(line["method"], line["route"], line["status"]) for line in lines}
+    assert calls == {("POST", "/v1/publications", 201), ("GET", "/v1/links", 200)}
+    assert all("record_id" not in line and "pseudonym" not in line for line in lines)
+
+
 def test_dashboard_snapshot_embeds_published_answers_only(
     demo: tuple[Path, dict[str, Any]],
 ) -> None:

@@ -6,6 +6,7 @@ parsing under hypothesis."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -134,6 +135,43 @@ def test_bad_client_assertions_are_refused(client: FlaskClient, case: str) -> No
     response = _post_assertion(client, assertion)
     assert response.status_code in (400, 401)
     assert response.get_json()["error"] == "invalid_client"
+
+
+def test_an_assertion_used_at_one_worker_is_refused_at_another(
+    tmp_path: Path, clock: Clock
+) -> None:
+    """Two workers (two apps, each its own token authority) on one database: the used
+    assertion is kept in the database, not in the worker that accepted it."""
+    url = f"sqlite:///{tmp_path / 'db'}"
+    workers = [
+        create_app(url, [], [str(default_schema_path())],
+                   auth=authority({"police": POLICE}, clock=clock)).test_client()
+        for _ in range(2)
+    ]  # fmt: skip
+    assertion = _assertion(POLICE.private, gateway_client_id("police"))
+    assert _post_assertion(workers[0], assertion).status_code == 200
+    replayed = _post_assertion(workers[1], assertion)
+    assert replayed.status_code in (400, 401)
+    assert replayed.get_json()["error"] == "invalid_client"
+    fresh = _assertion(POLICE.private, gateway_client_id("police"))
+    assert _post_assertion(workers[1], fresh).status_code == 200
+
+
+def test_the_ledger_forgets_assertions_once_they_expire(tmp_path: Path) -> None:
+    from sqlalchemy import select
+
+    from linkage.assertion_ledger import GRACE_S
+    from linkage.storage import Store
+    from linkage.tables import UsedAssertionRow
+
+    store = Store(f"sqlite:///{tmp_path / 'db'}")
+    ledger, now = store.assertions, 1_000_000.0
+    assert ledger.first_use("a", expires_at=now + 60, now=now)
+    assert not ledger.first_use("a", expires_at=now + 60, now=now + 30)
+    assert ledger.first_use("b", expires_at=now + 60, now=now + 61 + GRACE_S)  # "a" is gone
+    with store.engine.connect() as connection:
+        rows = connection.execute(select(UsedAssertionRow.jti_sha256)).scalars().all()
+        assert rows == [hashlib.sha256(b"b").hexdigest()]  # a digest, not the client's jti
 
 
 def test_scopes_beyond_the_clients_are_refused(client: FlaskClient) -> None:

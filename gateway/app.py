@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from flask import Blueprint, Flask, Response, current_app, jsonify, make_response, request
 
 from gateway.local_links import LinkageServiceError, local_links
 from gateway.node import Publication, publish
@@ -42,29 +42,16 @@ from gateway.publications import (
 )
 from gateway.readiness import readiness_checks
 from gateway.staff_access import NotAuthenticated, Role, authorise
-from keys.errors import (
-    AccessError,
-    ConfigError,
-    InputError,
-    KeyMaterialError,
-    PlacelinkError,
-    PolicyError,
-    StorageError,
-)
+from keys.errors import InputError, KeyMaterialError, PlacelinkError
+from policies.problems import ProblemCatalogue, ProblemType, problem_parts
 from policies.telemetry import install_request_telemetry, metrics_exposition
 
-PROBLEM_BASE = "https://placelink.example/problems/"
-_STATUS: list[tuple[type[PlacelinkError], int, str]] = [
-    (NotAuthenticated, 401, "unauthorized"),
-    (AccessError, 403, "forbidden"),
-    (PublicationInProgress, 409, "publication-in-progress"),
-    (LinkageServiceError, 502, "linkage-service"),
-    (PolicyError, 403, "policy-refused"),
-    (InputError, 422, "invalid-input"),
-    (KeyMaterialError, 500, "key-material"),
-    (StorageError, 503, "storage-unavailable"),
-    (ConfigError, 500, "configuration"),
-]
+PROBLEMS = ProblemCatalogue.with_common(
+    ProblemType(NotAuthenticated, 401, "unauthorized", 'Bearer realm="placelink-node"'),
+    ProblemType(PublicationInProgress, 409, "publication-in-progress"),
+    ProblemType(LinkageServiceError, 502, "linkage-service"),
+    ProblemType(KeyMaterialError, 500, "key-material"),
+)
 node_api = Blueprint("node_api", __name__)
 
 
@@ -78,13 +65,8 @@ class NodeState:
 
 
 def problem(status: int, slug: str, title: str, detail: str = "", **extra: Any) -> Response:
-    body = {"type": PROBLEM_BASE + slug, "title": title, "status": status, "detail": detail}
-    response = jsonify(body | extra)
-    response.status_code = status
-    response.content_type = "application/problem+json"
-    if status == 401:
-        response.headers["WWW-Authenticate"] = 'Bearer realm="placelink-node"'
-    return response
+    """An RFC 9457 problem response (:mod:`policies.problems`)."""
+    return make_response(problem_parts(status, slug, title, detail, **extra))
 
 
 def _state() -> NodeState:
@@ -217,10 +199,7 @@ def get_openapi() -> Response:
 
 
 def _handle(exc: PlacelinkError) -> Response:
-    for cls, status, slug in _STATUS:
-        if isinstance(exc, cls):
-            return problem(status, slug, exc.message, exc.fix)
-    return problem(500, "error", exc.message, exc.fix)
+    return make_response(PROBLEMS.parts(exc))
 
 
 def create_node_app(settings: NodeSettings, *, today: Callable[[], dt.date] | None = None) -> Flask:

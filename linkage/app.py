@@ -20,20 +20,12 @@ import datetime as dt
 from collections.abc import Callable
 from pathlib import Path
 
-from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
+from flask import Blueprint, Flask, Response, current_app, g, jsonify, make_response, request
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
 from keys import SigningKey
-from keys.errors import (
-    AccessError,
-    ConfigError,
-    InputError,
-    KeyMaterialError,
-    PlacelinkError,
-    PolicyError,
-    StorageError,
-)
+from keys.errors import AccessError, ConfigError, InputError, KeyMaterialError, PlacelinkError
 from linkage.assertion_ledger import AssertionLedger
 from linkage.auth import Caller, TokenAuthority, Unauthenticated
 from linkage.auth_routes import install_auth, require_party, require_scope
@@ -47,29 +39,22 @@ from policies.approvals import PolicyTrust, load_trusted_policy
 from policies.decisions import require
 from policies.linkage_schema import load_schema
 from policies.model import Policy, Request
+from policies.problems import PROBLEM_BASE as PROBLEM_BASE  # re-exported: tests and clients
+from policies.problems import ProblemCatalogue, ProblemType, problem_parts
 
-PROBLEM_BASE = "https://placelink.example/problems/"
 WWW_AUTHENTICATE = 'Bearer realm="placelink", error="invalid_token"'
-_STATUS: list[tuple[type[PlacelinkError], int, str]] = [
-    (ReplayError, 409, "replay"),
-    (PrivacyBudgetSpent, 403, "privacy-budget-spent"),
-    (Unauthenticated, 401, "unauthenticated"),
-    (KeyMaterialError, 401, "bad-signature"),
-    (AccessError, 403, "forbidden"),
-    (PolicyError, 403, "policy-refused"),
-    (InputError, 422, "invalid-input"),
-    (StorageError, 503, "storage-unavailable"),
-    (ConfigError, 500, "configuration"),
-]
+PROBLEMS = ProblemCatalogue.with_common(
+    ProblemType(ReplayError, 409, "replay"),
+    ProblemType(PrivacyBudgetSpent, 403, "privacy-budget-spent"),
+    ProblemType(Unauthenticated, 401, "unauthenticated", WWW_AUTHENTICATE),
+    ProblemType(KeyMaterialError, 401, "bad-signature"),
+)
 api = Blueprint("api", __name__)
 
 
 def problem(status: int, slug: str, title: str, detail: str = "") -> Response:
-    body = {"type": PROBLEM_BASE + slug, "title": title, "status": status, "detail": detail}
-    response = jsonify(body)
-    response.status_code = status
-    response.content_type = "application/problem+json"
-    return response
+    """An RFC 9457 problem response (:mod:`policies.problems`)."""
+    return make_response(problem_parts(status, slug, title, detail))
 
 
 def _service() -> LinkageService:
@@ -156,14 +141,14 @@ def post_revocation() -> tuple[Response, int]:
     node_key = body.get("node_key") if isinstance(body, dict) else None
     if not isinstance(node_key, str) or not is_fingerprint(node_key):
         raise InputError("node_key must be a fingerprint", fix='send {"node_key": "ed25519:..."}')
-    revoked_at = _service().store.revoke_key(node_key, now=dt.datetime.now(dt.UTC))
+    revoked_at = _service().store.key_state.revoke_key(node_key, now=dt.datetime.now(dt.UTC))
     return jsonify({"node_key": node_key, "revoked_at": revoked_at.isoformat()}), 201
 
 
 @api.get("/v1/revocations")
 def get_revocations() -> Response:
     require_scope("admin")
-    rows = _service().store.revoked_keys()
+    rows = _service().store.key_state.revoked_keys()
     return jsonify({"revoked": [{"node_key": k, "revoked_at": t.isoformat()} for k, t in rows]})
 
 
@@ -194,13 +179,7 @@ def health() -> Response:
 
 
 def _handle(exc: PlacelinkError) -> Response:
-    for cls, status, slug in _STATUS:
-        if isinstance(exc, cls):
-            response = problem(status, slug, exc.message, exc.fix)
-            if isinstance(exc, Unauthenticated):
-                response.headers["WWW-Authenticate"] = WWW_AUTHENTICATE
-            return response
-    return problem(500, "error", exc.message, exc.fix)
+    return make_response(PROBLEMS.parts(exc))
 
 
 _HTTP_SLUGS = {

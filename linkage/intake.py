@@ -294,7 +294,7 @@ def _nonce_replay() -> ReplayError:
 
 def _check_not_revoked(manifest: dict[str, Any], store: Store) -> None:
     """(3) a revoked key's uploads stop at once; a store that cannot say refuses (503)."""
-    if store.is_revoked(fingerprint(bytes.fromhex(str(manifest["node_key"])))):
+    if store.key_state.is_revoked(fingerprint(bytes.fromhex(str(manifest["node_key"])))):
         raise AccessError(
             "the node key was revoked",
             fix="make a new node key and have the DPO enrol it in a new policy version",
@@ -303,7 +303,7 @@ def _check_not_revoked(manifest: dict[str, Any], store: Store) -> None:
 
 def _check_epoch(policy_id: str, epoch: int, store: Store) -> None:
     """(6) and (11) encodings of a retired epoch are refused (they were deleted at the switch)."""
-    if epoch < store.epoch_floor(policy_id):
+    if epoch < store.key_state.epoch_floor(policy_id):
         raise PolicyError(
             "the batch was encoded under a retired key epoch",
             fix="combine the current epoch's secret on the gateway and publish again",

@@ -9,7 +9,16 @@ from __future__ import annotations
 
 from typing import Any
 
-PROBLEM = {"$ref": "#/components/schemas/Problem"}
+from policies.openapi import (
+    BEARER,
+    header_parameter,
+    json_content,
+    openapi_frame,
+    operation,
+    path_parameter,
+    text_response,
+)
+
 _ERRORS = {
     "401": "no valid access token (WWW-Authenticate), or a bad node signature",
     "403": "the token lacks the scope, policy or party, or the policy forbids it",
@@ -17,11 +26,9 @@ _ERRORS = {
     "422": "malformed input; the detail names the field and the fix",
     "503": "the store is unavailable; nothing was changed",
 }
-POLICY_ID = {"name": "policy_id", "in": "path", "required": True, "schema": {"type": "string"}}
-
-
-def _json(schema: dict[str, Any]) -> dict[str, Any]:
-    return {"content": {"application/json": {"schema": schema}}}
+POLICY_ID = path_parameter("policy_id")
+CLKS_BODY = {"content": {"application/vnd.placelink.clks": {"schema": {
+    "type": "string", "format": "binary"}}}}  # fmt: skip
 
 
 def _operation(
@@ -32,71 +39,54 @@ def _operation(
     body: dict[str, Any] | None = None,
     parameters: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    responses: dict[str, Any] = {ok: {"description": "done", **_json({"type": "object"})}}
-    for status, why in _ERRORS.items():
-        responses[status] = {"description": why, "content": {"application/problem+json": {
-            "schema": PROBLEM}}}  # fmt: skip
-    operation: dict[str, Any] = {"summary": summary, "responses": responses}
+    """A service operation: an OAuth scope (``secured``), the metrics token, or public."""
+    security: list[dict[str, list[str]]] | None
     if secured == "metrics":  # a scraper's static bearer token, not an OAuth scope
-        operation["security"] = [{"metrics": []}]
-    elif secured:
-        operation["security"] = [{"oauth2": [secured]}]
-    if body is not None:
-        operation["requestBody"] = {"required": False, **body}
-    if parameters:
-        operation["parameters"] = parameters
-    return operation
+        security = [{"metrics": []}]
+    else:
+        security = [{"oauth2": [secured]}] if secured else None
+    return operation(
+        summary, ok=ok, security=security, errors=_ERRORS, body=body, parameters=parameters
+    )
 
 
 def _upload() -> dict[str, Any]:
     headers = [
-        {"name": name, "in": "header", "required": True, "schema": {"type": "string"},
-         "description": text}
-        for name, text in (
-            ("Placelink-Manifest", "base64url of the canonical JSON manifest (docs/formats.md)"),
-            ("Placelink-Signature", "base64url Ed25519 signature of the manifest by the node key"),
-        )
+        header_parameter("Placelink-Manifest",
+                         "base64url of the canonical JSON manifest (docs/formats.md)"),
+        header_parameter("Placelink-Signature",
+                         "base64url Ed25519 signature of the manifest by the node key"),
     ]  # fmt: skip
-    body = {"content": {"application/vnd.placelink.clks": {"schema": {
-        "type": "string", "format": "binary"}}}}  # fmt: skip
-    operation = _operation(
+    found = _operation(
         "Submit a signed batch of encodings",
         ok="201",
         secured="submit",
-        body=body,
+        body=CLKS_BODY,
         parameters=headers,
     )
-    operation["requestBody"]["required"] = True
-    operation["responses"]["200"] = {"description": "the same batch was already stored"}
-    return operation
+    found["requestBody"]["required"] = True
+    found["responses"]["200"] = {"description": "the same batch was already stored"}
+    return found
 
 
 def _audit_entries() -> dict[str, Any]:
     """The export is JSON Lines (one entry a line), not one JSON document."""
-    operation = _operation("The audit log as JSON Lines (docs/dpo.md)", secured="admin")
-    operation["responses"]["200"] = {"description": "done", "content": {
-        "application/x-ndjson": {"schema": {"type": "string"}}}}  # fmt: skip
-    return operation
+    found = _operation("The audit log as JSON Lines (docs/dpo.md)", secured="admin")
+    found["responses"]["200"] = text_response("application/x-ndjson")
+    return found
 
 
 def _uploads() -> dict[str, Any]:
     """The resumable upload (docs/formats.md): open, send chunks, ask the offset, commit."""
-    batch = {"name": "batch_id", "in": "path", "required": True, "schema": {"type": "string"}}
-
-    def header(name: str, text: str) -> dict[str, Any]:
-        return {"name": name, "in": "header", "required": True, "schema": {"type": "string"},
-                "description": text}  # fmt: skip
-
+    batch, header = path_parameter("batch_id"), header_parameter
     signature = header("Placelink-Signature", "the upload's signature, as sent when opened")
     opening = [
         header("Placelink-Manifest", "base64url of the canonical JSON manifest"),
         signature,
         header("Upload-Length", "the size of the whole .clks body in bytes"),
     ]
-    chunk = {"content": {"application/vnd.placelink.clks": {"schema": {
-        "type": "string", "format": "binary"}}}}  # fmt: skip
     offset = header("Upload-Offset", "where the chunk starts")
-    patch = _operation("Append a chunk at Upload-Offset", secured="submit", body=chunk,
+    patch = _operation("Append a chunk at Upload-Offset", secured="submit", body=CLKS_BODY,
                        parameters=[batch, signature, offset])  # fmt: skip
     patch["requestBody"]["required"] = True
     patch["responses"]["409"] = {"description": "the chunk does not start at the upload's offset"}
@@ -131,18 +121,18 @@ def _token() -> dict[str, Any]:
         },
     }
     body = {"content": {"application/x-www-form-urlencoded": {"schema": form}}}
-    operation = _operation("OAuth 2.0 token endpoint (client credentials)", secured=None,
-                           body=body)  # fmt: skip
-    operation["requestBody"]["required"] = True
+    found = _operation("OAuth 2.0 token endpoint (client credentials)", secured=None,
+                       body=body)  # fmt: skip
+    found["requestBody"]["required"] = True
     for status in ("400", "401"):
-        operation["responses"][status] = {"description": "RFC 6749 error", **_json(
+        found["responses"][status] = {"description": "RFC 6749 error", **json_content(
             {"type": "object", "required": ["error"]})}  # fmt: skip
-    return operation
+    return found
 
 
 def _paths() -> dict[str, Any]:
-    source = {"name": "source", "in": "path", "required": True, "schema": {"type": "string"}}
-    link_body = _json({"type": "object", "properties": {
+    source = path_parameter("source")
+    link_body = json_content({"type": "object", "properties": {
         "epoch": {"type": "integer"}, "incremental": {"type": "boolean"}}})  # fmt: skip
     return {
         "/healthz": {"get": _operation("Liveness", secured=None)},
@@ -161,14 +151,14 @@ def _paths() -> dict[str, Any]:
             secured="links:read", parameters=[POLICY_ID, source])},
         "/v1/policies/{policy_id}/hotspots": {"post": _operation(
             "A disclosure-controlled hot-spot answer (JSON, or CSV with ?format=csv)",
-            body=_json({"type": "object"}), parameters=[POLICY_ID])},
+            body=json_content({"type": "object"}), parameters=[POLICY_ID])},
         "/v1/policies/{policy_id}/hotspots/options": {"get": _operation(
             "What a hot-spot query may name under the policy", parameters=[POLICY_ID])},
         "/v1/policies/{policy_id}/privacy-budget": {"get": _operation(
             "The caller's privacy budget under the policy", parameters=[POLICY_ID])},
         "/v1/revocations": {
             "get": _operation("Revoked node keys", secured="admin"),
-            "post": _operation("Revoke a node key", ok="201", secured="admin", body=_json(
+            "post": _operation("Revoke a node key", ok="201", secured="admin", body=json_content(
                 {"type": "object", "required": ["node_key"],
                  "properties": {"node_key": {"type": "string"}}})),
         },
@@ -179,7 +169,6 @@ def _paths() -> dict[str, Any]:
 
 def openapi_document() -> dict[str, Any]:
     """The whole document."""
-    bearer = {"type": "http", "scheme": "bearer"}
     oauth2 = {
         "type": "oauth2",
         "description": "client credentials: client secret or private_key_jwt (Ed25519)",
@@ -189,27 +178,10 @@ def openapi_document() -> dict[str, Any]:
             "query:hotspots": "ask hot-spot queries as the token's party",
             "admin": "link runs and key revocations"}}},
     }  # fmt: skip
-    problem = {
-        "type": "object",
-        "required": ["type", "title", "status", "detail"],
-        "properties": {
-            "type": {"type": "string", "format": "uri"},
-            "title": {"type": "string"},
-            "status": {"type": "integer"},
-            "detail": {"type": "string", "description": "the fix"},
-        },
-    }
-    return {
-        "openapi": "3.1.0",
-        "info": {
-            "title": "placelink linkage service",
-            "version": "1",
-            "description": "Signed uploads of keyed encodings, link runs, and hot-spot answers "
-            "under disclosure control. Errors are RFC 9457 problem details.",
-        },
-        "paths": _paths(),
-        "components": {
-            "schemas": {"Problem": problem},
-            "securitySchemes": {"oauth2": oauth2, "metrics": bearer},
-        },
-    }
+    return openapi_frame(
+        title="placelink linkage service",
+        description="Signed uploads of keyed encodings, link runs, and hot-spot answers "
+        "under disclosure control. Errors are RFC 9457 problem details.",
+        paths=_paths(),
+        security_schemes={"oauth2": oauth2, "metrics": BEARER},
+    )

@@ -15,13 +15,13 @@ import hashlib
 import hmac
 import time
 
-from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
+from flask import Blueprint, Flask, Response, current_app, g, jsonify, make_response, request
 
 from linkage import metrics
-from linkage.app import PROBLEM_BASE
 from linkage.auth import Unauthenticated
 from linkage.readiness import check_readiness
 from linkage.service import LinkageService
+from policies.problems import problem_parts
 from policies.telemetry import install_request_telemetry, metrics_exposition
 
 ops_api = Blueprint("ops_api", __name__)
@@ -30,22 +30,14 @@ LINK_RUN_ROUTE = "/v1/policies/<policy_id>/link-runs"
 
 
 @ops_api.get("/readyz")
-def get_readiness() -> tuple[Response, int]:
+def get_readiness() -> Response:
     service: LinkageService = current_app.extensions["placelink"]
     readiness = check_readiness(service.store.engine, len(service.policies))
     if readiness.ready:
-        return jsonify({"status": "ready", "checks": readiness.checks}), 200
+        return jsonify({"status": "ready", "checks": readiness.checks})
     failed = ", ".join(name for name, result in readiness.checks.items() if result != "ok")
-    body = {
-        "type": PROBLEM_BASE + "not-ready",
-        "title": "the service is not ready",
-        "status": 503,
-        "detail": f"failed checks: {failed}",
-        "checks": readiness.checks,
-    }
-    response = jsonify(body)
-    response.content_type = "application/problem+json"
-    return response, 503
+    title, detail = "the service is not ready", f"failed checks: {failed}"
+    return make_response(problem_parts(503, "not-ready", title, detail, checks=readiness.checks))
 
 
 @ops_api.get("/metrics")

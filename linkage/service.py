@@ -85,8 +85,8 @@ class LinkageService:
     def _epoch_to_link(self, policy: Policy, epoch: int | None) -> tuple[int, dict[int, set[str]]]:
         """The epoch a run links (by default the newest all providers have published, see
         :mod:`linkage.epochs`), refusing a retired one; and the sources seen per epoch."""
-        by_epoch = self.store.sources_by_epoch(policy.policy_id)
-        floor = self.store.epoch_floor(policy.policy_id)
+        by_epoch = self.store.key_state.sources_by_epoch(policy.policy_id)
+        floor = self.store.key_state.epoch_floor(policy.policy_id)
         if epoch is None:
             return epoch_to_link(policy, by_epoch, floor), by_epoch
         if epoch < floor:
@@ -125,7 +125,7 @@ class LinkageService:
             policy_id, epoch, dict(zip(row_ids, result.entity_ids, strict=True)), stored_summary
         )
         if epoch in complete_epochs(policy, by_epoch) and min(by_epoch) < epoch:
-            summary["retired_batches"] = self.store.retire_epochs_before(policy_id, epoch)
+            summary["retired_batches"] = self.store.key_state.retire_epochs_before(policy_id, epoch)
         return summary
 
     def entity_links(self, policy_id: str, source: str) -> list[tuple[str, str]]:

@@ -5,9 +5,9 @@ Tables: policies registered with the service, uploads and their body chunks (see
 signed manifest of each stored batch), records (pseudonym and released attributes, one row per
 encoded record), link runs, entity memberships of the latest run, hot-spot queries (the
 decision taken on each, see :mod:`linkage.query_log`) and the privacy-budget ledger (epsilon
-spent per analyst and policy); and the key state: revoked node keys and, per policy, the
-oldest key epoch still accepted. A batch is stored in one transaction, its records inserted
-block by block as the body is read: a failure leaves nothing behind.
+spent per analyst and policy); and the key state (:mod:`linkage.key_state`: revoked node keys
+and, per policy, the oldest key epoch still accepted). A batch is stored in one transaction,
+its records inserted block by block as the body is read: a failure leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from keys.errors import StorageError
 from linkage.assertion_ledger import AssertionLedger
 from linkage.hotspots import EntityRecord
+from linkage.key_state import KeyState
 from linkage.migrate import require_head, upgrade_to_head
 from linkage.query_log import QueryEntry
 from linkage.tables import (
@@ -52,7 +53,6 @@ from linkage.tables import (
 from linkage.upload_storage import (
     StoreConflict,
     UploadStore,
-    delete_bodies,
     mark_committed,
     record_rows,
     stored_body,
@@ -85,6 +85,7 @@ class Store:
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self.on_query: list[Callable[[QueryEntry], None]] = []  # the audit log's seam
         self.uploads = UploadStore(self._sessions, self._transaction)
+        self.key_state = KeyState(self._sessions, self._transaction)  # revocations, epochs
         self.assertions = AssertionLedger(self._sessions)
 
     @contextmanager
@@ -336,60 +337,6 @@ class Store:
                 ).all()
             )
 
-    # --- key state: revoked node keys and retired epochs (see docs/key-ceremony.md) ---------
-
-    def revoke_key(self, node_key: str, *, now: dt.datetime) -> dt.datetime:
-        with self._transaction("revoke the node key") as session:
-            row = session.get(RevokedKeyRow, node_key)
-            if row is None:
-                row = RevokedKeyRow(node_key=node_key, revoked_at=now)
-                session.add(row)
-            return _utc(row.revoked_at)
-
-    def is_revoked(self, node_key: str) -> bool:
-        with self._transaction("read the revocation list") as session:
-            return session.get(RevokedKeyRow, node_key) is not None
-
-    def revoked_keys(self) -> list[tuple[str, dt.datetime]]:
-        with self._transaction("read the revocation list") as session:
-            rows = session.scalars(select(RevokedKeyRow).order_by(RevokedKeyRow.revoked_at))
-            return [(row.node_key, _utc(row.revoked_at)) for row in rows]
-
-    def epoch_floor(self, policy_id: str) -> int:
-        with self._transaction("read the key epochs") as session:
-            row = session.get(EpochFloorRow, policy_id)
-            return row.epoch if row else 0
-
-    def sources_by_epoch(self, policy_id: str) -> dict[int, set[str]]:
-        """Which sources have stored batches in which epoch of a policy."""
-        with self._sessions() as session:
-            rows = session.execute(
-                select(BatchRow.epoch, BatchRow.source)
-                .where(BatchRow.policy_id == policy_id)
-                .distinct()
-            ).all()
-        found: dict[int, set[str]] = {}
-        for epoch, source in rows:
-            found.setdefault(int(epoch), set()).add(source)
-        return found
-
-    def retire_epochs_before(self, policy_id: str, epoch: int) -> int:
-        """Delete every encoding of the policy's epochs before ``epoch``, atomically; from now
-        on their uploads are refused. Returns the number of batches deleted."""
-        with self._transaction("retire the old key epochs") as session:
-            old = select(BatchRow.batch_id).where(
-                BatchRow.policy_id == policy_id, BatchRow.epoch < epoch
-            )
-            old_records = select(RecordRow.id).where(RecordRow.batch_id.in_(old))
-            session.execute(delete(MembershipRow).where(MembershipRow.record_id.in_(old_records)))
-            session.execute(delete(RecordRow).where(RecordRow.batch_id.in_(old)))
-            delete_bodies(session, old)
-            deleted = session.execute(
-                delete(BatchRow).where(BatchRow.policy_id == policy_id, BatchRow.epoch < epoch)
-            )
-            session.merge(EpochFloorRow(policy_id=policy_id, epoch=epoch))
-            return int(getattr(deleted, "rowcount", 0) or 0)
-
 
 def _linked_rows(
     policy_id: str, first: int, start: int, part: Sequence[tuple[str, str, dict[str, Any]]]
@@ -476,11 +423,6 @@ def _query_row(entry: QueryEntry) -> QueryRow:
         epsilon=entry.epsilon,
         treatments=entry.treatments,
     )
-
-
-def _utc(moment: dt.datetime) -> dt.datetime:
-    """SQLite drops the time zone of a stored time; every time stored here is UTC."""
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
 def _batch_row(manifest: dict[str, Any]) -> BatchRow:

@@ -4,8 +4,10 @@
 exported from ``GET /v1/audit/entries``) against the keys trusted to sign its checkpoints, and
 against checkpoints held from earlier (``--checkpoints``: the service's, as a gateway keeps them);
 exit 0 when intact, 1 naming the first bad entry. ``report`` says what left the agency and what
-was asked of the linkage service under each policy since a date. ``checkpoint`` signs a gateway
-log's head now with the node key (passphrase from PLACELINK_NODE_PASSPHRASE).
+was asked of the linkage service under each policy since a date; it verifies every log first
+(as ``verify``, against the same ``--key`` list) and reports nothing from a log that does not
+verify (exit 1, the same TAMPERED line). ``checkpoint`` signs a gateway log's head now with the
+node key (passphrase from PLACELINK_NODE_PASSPHRASE).
 """
 
 from __future__ import annotations
@@ -16,8 +18,12 @@ import json
 import re
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from placelink.commands import Commands
+
+if TYPE_CHECKING:
+    from policies.audit_verify import Finding
 
 NODE_PASSPHRASE_ENV = "PLACELINK_NODE_PASSPHRASE"  # noqa: S105 (a variable name)
 
@@ -69,12 +75,32 @@ def _verify(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
     else:
-        bad = verdict.first_bad
-        print(
-            f"TAMPERED: first bad entry seq {bad.seq} (line {bad.line}): "
-            f"{bad.problem}: {bad.detail}"
-        )
+        print(_tampered(verdict.first_bad))
     return 0 if verdict.ok else 1
+
+
+def _tampered(bad: Finding) -> str:
+    return f"TAMPERED: first bad entry seq {bad.seq} (line {bad.line}): {bad.problem}: {bad.detail}"
+
+
+def _require_intact(logs: list[str], keys: list[str]) -> None:
+    """Each log verifies (the checklist of ``audit verify``) before a report believes it."""
+    from keys.errors import InputError
+    from policies.audit_store import FileLog
+    from policies.audit_verify import verify_log
+
+    trusted = _trusted(keys)
+    for name in logs:
+        log = Path(name)
+        if not log.exists():
+            raise InputError(f"no audit log at {log}", fix="name an audit log that exists")
+        verdict = verify_log(FileLog(log).lines(), trusted_keys=trusted)
+        if verdict.first_bad is not None:
+            raise InputError(
+                f"{log}: {_tampered(verdict.first_bad)}; nothing is reported",
+                fix=f"see placelink audit verify --log {log} --key ...; pass the key of every "
+                "log's checkpoint signer with --key",
+            )
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -82,6 +108,7 @@ def _report(args: argparse.Namespace) -> int:
     from policies.audit_store import FileLog
 
     since = dt.date.fromisoformat(args.since)
+    _require_intact(args.log, args.key)
     report = audit_report([FileLog(Path(p)).entries() for p in args.log], since=since)
     print(json.dumps(report, indent=2) if args.json else render_report(report))
     return 0
@@ -107,22 +134,22 @@ def _checkpoint(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_key_flag(parser: argparse.ArgumentParser, text: str) -> None:
+    parser.add_argument("--key", action="append", required=True, help=text)
+
+
 def register(commands: Commands) -> None:
     audit = commands.add_parser("audit", help="verify and report on audit logs (docs/dpo.md)")
     verbs = audit.add_subparsers(dest="verb", required=True)
     verify = verbs.add_parser("verify", help="check a log's chain and checkpoints")
     verify.add_argument("--log", required=True, help="the audit log (JSON Lines)")
-    verify.add_argument(
-        "--key",
-        action="append",
-        required=True,
-        help="a key trusted to sign its checkpoints (fingerprint); repeatable",
-    )
+    _add_key_flag(verify, "a key trusted to sign its checkpoints (fingerprint); repeatable")
     verify.add_argument("--checkpoints", help="checkpoints held from earlier (JSON Lines)")
     verify.add_argument("--json", action="store_true", help="print the verdict as JSON")
     verify.set_defaults(handler=_verify)
     report = verbs.add_parser("report", help="what left the agency and what was asked")
     report.add_argument("--log", action="append", required=True, help="an audit log; repeatable")
+    _add_key_flag(report, "a key trusted to sign the logs' checkpoints (fingerprint); repeatable")
     report.add_argument("--since", required=True, help="first day to include (YYYY-MM-DD)")
     report.add_argument("--json", action="store_true", help="print the report as JSON")
     report.set_defaults(handler=_report)

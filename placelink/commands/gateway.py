@@ -29,8 +29,9 @@ if TYPE_CHECKING:
 
 TRUST_VARIABLE = "PLACELINK_TRUSTED_DPO_KEYS"
 NODE_API_BIND = "127.0.0.1:8090"  # local to the agency by default
-# Never log query strings or headers: they may carry tokens or record IDs.
-ACCESS_LOG_FORMAT = '%(h)s "%(m)s %(U)s" %(s)s %(B)s %(M)sms'
+# Both services' gunicorn settings (JSON request logs that never hold a query string or a
+# header, multi-process metrics), as deploy/gateway.gunicorn.conf.py uses them.
+GUNICORN_SETTINGS = "python:policies.gunicorn_settings"
 
 
 def _publish(args: argparse.Namespace) -> int:
@@ -98,7 +99,8 @@ def _credentials(args: argparse.Namespace, node_key: SigningKey) -> ClientCreden
 
 def _serve(args: argparse.Namespace) -> int:
     """Check the node's settings and material here (a clear error, exit 1), then become
-    gunicorn serving the node API (so a service manager's signals reach gunicorn)."""
+    gunicorn serving the node API (so a service manager's signals reach gunicorn), with the
+    settings of :mod:`policies.gunicorn_settings`: /metrics on any worker counts them all."""
     from gateway.node_settings import load_material, settings_from_environment
     from keys.errors import ConfigError
 
@@ -108,10 +110,8 @@ def _serve(args: argparse.Namespace) -> int:
     if not str(workers).isdigit() or int(workers) < 1:
         raise ConfigError("the worker count is not a positive number", fix="use --workers N")
     command = [
-        sys.executable, "-m", "gunicorn", "--bind", bind, "--workers", str(workers),
-        "--worker-class", "gthread", "--threads", "4", "--timeout", "600",
-        "--access-logfile", "-", "--access-logformat", ACCESS_LOG_FORMAT, "--error-logfile", "-",
-        "gateway.app:app_from_environment()",
+        sys.executable, "-m", "gunicorn", "-c", GUNICORN_SETTINGS, "--bind", bind,
+        "--workers", str(workers), "gateway.app:app_from_environment()",
     ]  # fmt: skip
     print(f"serving the gateway node API on {bind}", file=sys.stderr, flush=True)
     os.execv(sys.executable, command)  # noqa: S606 (our own interpreter, fixed arguments)

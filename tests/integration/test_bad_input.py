@@ -232,7 +232,7 @@ def _retired_epoch(live: Live) -> Request:
 
 def _revoked_key(live: Live) -> Request:
     now = dt.datetime.now(dt.UTC)  # school's key: no other row sends as the school
-    live.service.store.revoke_key(live.world.keys["school"].fingerprint, now=now)
+    live.service.store.key_state.revoke_key(live.world.keys["school"].fingerprint, now=now)
     return Request.upload(live.submission("school"))
 
 
@@ -453,6 +453,8 @@ def test_bad_input_is_a_clear_problem_and_changes_nothing(live: Live, case: Case
 
 def _check(live: Live, case: Case, request: Request) -> None:
     engine = live.service.store.engine
+    if request.who:  # fetched (and its client assertion recorded) before the snapshot
+        live.token(request.who)
     before = snapshot(engine)
     assert before["link_runs"] and before["policies"], "the store must hold data to protect"
     response = _send(live, request)

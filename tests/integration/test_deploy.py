@@ -177,8 +177,10 @@ def test_every_linkage_setting_is_in_the_env_example_and_the_guide() -> None:
     guide = (ROOT / "docs" / "operator.md").read_text()
     app = (ROOT / "linkage" / "app.py").read_text() + (ROOT / "linkage" / "migrate.py").read_text()
     read = set(re.findall(r'"(PLACELINK_[A-Z0-9_]+)"', app))
-    read |= set(re.findall(r'"(PLACELINK_[A-Z0-9_]+)"', (DEPLOY / "gunicorn.conf.py").read_text()))
-    assert read >= {"PLACELINK_DATABASE_URL_FILE", "PLACELINK_METRICS_TOKEN_SHA256"}
+    for config in (DEPLOY / "gunicorn.conf.py", ROOT / "policies" / "gunicorn_settings.py"):
+        read |= set(re.findall(r'"(PLACELINK_[A-Z0-9_]+)"', config.read_text()))
+    assert read >= {"PLACELINK_DATABASE_URL_FILE", "PLACELINK_METRICS_TOKEN_SHA256",
+                    "PLACELINK_BIND", "PLACELINK_WORKERS", "PLACELINK_LOG_LEVEL"}  # fmt: skip
     for setting in read:
         assert setting in example, f"{setting} is missing from deploy/linkage.env.example"
         assert setting in guide, f"{setting} is missing from docs/operator.md"

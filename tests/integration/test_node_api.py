@@ -7,6 +7,7 @@ synthetic truth. Two gunicorn workers and another process share one publication 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import subprocess
 import sys
@@ -203,3 +204,34 @@ def test_a_cli_publication_is_listed_by_the_api(
     latest = running.node_call("GET", "/v1/publications?limit=1", world.staff_token).json()
     assert latest["publications"][0]["trigger"] == "cli"
     assert latest["publications"][0]["outcome"] == "published"
+
+
+def _sample(text: str, name: str) -> float:
+    found = [line.rsplit(" ", 1)[1] for line in text.splitlines() if line.startswith(name + " ")]
+    return float(found[0]) if found else 0.0
+
+
+def test_metrics_count_what_both_workers_did(running: Running) -> None:
+    """``placelink gateway serve`` runs the shared gunicorn settings: JSON request logs, and
+    multi-process metrics, so whichever worker answers /metrics counts both workers' requests
+    (a worker counting only its own would fall short)."""
+    ids: list[str] = []
+    for _ in range(10):  # fresh connections until the log shows both workers answering
+        for _ in range(10):
+            ids.append(requests.get(f"{running.node.url}/openapi.json", timeout=5)
+                       .headers["X-Request-Id"])  # fmt: skip
+        time.sleep(0.3)  # let the lines reach the log
+        lines = [json.loads(line) for line in running.node.log_path.read_text().splitlines()
+                 if line.startswith("{")]  # fmt: skip
+        pids = {line["pid"] for line in lines if line.get("request_id") in set(ids)}
+        if len(pids) == 2:
+            break
+    assert len(pids) == 2, "one worker answered every request; the test proves nothing"
+    assert {line["route"] for line in lines if line.get("request_id") in set(ids)} == {
+        "/openapi.json"
+    }
+    name = ('placelink_http_requests_total{method="GET",route="/openapi.json",'
+            'service="gateway",status="200"}')  # fmt: skip
+    for _ in range(6):  # each scrape, whichever worker answers it
+        text = running.node_call("GET", "/metrics", running.world.staff_token).text
+        assert _sample(text, name) == len(ids)

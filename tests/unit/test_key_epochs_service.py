@@ -153,7 +153,7 @@ def test_rotation_links_one_epoch_at_a_time_and_deletes_the_old_at_the_switch(
     assert abs(switched["multi_agency_entities"] - first["multi_agency_entities"]) <= 2
     assert stored_epochs(service) == [1, 1]
     assert record_count(service) == per_epoch
-    assert service.store.epoch_floor(policy_id) == 1
+    assert service.store.key_state.epoch_floor(policy_id) == 1
 
 
 def test_after_the_switch_old_epoch_uploads_and_link_runs_are_refused(
@@ -175,8 +175,8 @@ def test_a_revoked_node_key_is_refused_at_once_and_others_are_not(
 ) -> None:
     send(service, epochs, "police", 0)
     police = epochs.keys["police"].fingerprint
-    first = service.store.revoke_key(police, now=NOW)
-    again = service.store.revoke_key(police, now=NOW + dt.timedelta(hours=1))
+    first = service.store.key_state.revoke_key(police, now=NOW)
+    again = service.store.key_state.revoke_key(police, now=NOW + dt.timedelta(hours=1))
     assert first == again
     other_worker = LinkageService.create(database_url, [epochs.policy], [default_schema()])
     try:
@@ -185,7 +185,7 @@ def test_a_revoked_node_key_is_refused_at_once_and_others_are_not(
         assert send(other_worker, epochs, "health", 0).records == len(epochs.batches["health", 0])
     finally:
         other_worker.store.engine.dispose()
-    assert [key for key, _ in service.store.revoked_keys()] == [police]
+    assert [key for key, _ in service.store.key_state.revoked_keys()] == [police]
 
 
 def test_intake_fails_closed_when_the_revocation_list_cannot_be_read(

@@ -2,7 +2,7 @@
 
     python bench/encode.py [--records 120000] [--seed 11] [--workers 2] [--repeat 3] [--keep DIR]
     python bench/encode.py --records 1000000   # about 5 minutes on 2 cores: the synthetic
-                                               # town takes 1.5 min to make, clkhash 35 s a run
+                                               # town takes 1.5 min to make, clkhash ~1 min a run
 
 Both encoders read the same canonical CSV (records of the synthetic town, scaled up) and write
 their encodings to a file; each is timed from process start to process exit (interpreter start,

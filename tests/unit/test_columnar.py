@@ -15,9 +15,11 @@ import random
 from pathlib import Path
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from gateway import columnar
 from gateway.codebook import distinct
 from gateway.columnar import ArrowColumn, read_plain_csv
 from gateway.mapping import canonical_mapping
@@ -122,3 +124,18 @@ def test_a_large_file_is_read_in_chunks_and_normalised_as_before(tmp_path: Path)
     }
     for name in fast.coded:
         assert np.array_equal(fast.coded[name].rows, slow.coded[name].rows)
+
+
+def test_chunks_without_one_shared_dictionary_are_encoded_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "extract.csv"
+    _large_extract(path, 60_000)
+    _, columns = read_csv_columns(path)
+    address = columns["address"]
+    assert isinstance(address, ArrowColumn) and address.chunks > 1
+    shared = address.book()
+    chunk_numbers = iter(range(10**6))
+    monkeypatch.setattr(columnar, "_identity", lambda dictionary: (next(chunk_numbers),))
+    unique, rows = address.book()  # as if each chunk had its own dictionary
+    assert unique == shared[0] and np.array_equal(rows, shared[1])

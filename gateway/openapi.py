@@ -75,7 +75,7 @@ def _paths() -> dict[str, Any]:
         "/metrics": {"get": _metrics()},
         "/v1/publications": {
             "get": _operation("The node's latest publications, newest first", parameters=[limit]),
-            "post": _operation("Publish now: encode, sign and upload the extract", ok="201",
+            "post": _operation("Publish now (or finish the pending publication)", ok="201",
                 secured="operator", errors={
                     "409": "another publication is running",
                     "502": "the publication failed; it is in the log (publication_id)"}),

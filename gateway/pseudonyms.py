@@ -101,7 +101,8 @@ class PseudonymMap:
         return {pseudonym: record_id for record_id, pseudonym in self.by_record.items()}
 
     def save(self, path: Path) -> None:
-        """Write atomically, readable by the owner only: the map is the agency's secret."""
+        """Write atomically and durably (temporary file, fsync, rename, fsync of the folder),
+        readable by the owner only: the map is the agency's secret."""
         lines = None
         if self._drawn is not None and not self._by_record:
             lines = self._drawn_lines or _fresh_lines(*self._drawn)
@@ -110,7 +111,10 @@ class PseudonymMap:
         with os.fdopen(fd, "wb") as handle:
             os.fchmod(fd, 0o600)  # O_CREAT's mode does not apply to a stale temporary file
             handle.write(_HEADER + (self._lines() if lines is None else lines))
+            handle.flush()
+            os.fsync(fd)  # on disk before the rename makes it the map (a power cut)
         tmp.replace(path)
+        sync_folder(path.parent)
 
     def _lines(self) -> bytes:
         """The lines after the header, ordered by pseudonym, quoted where a value needs it."""
@@ -154,3 +158,12 @@ def _fresh_lines(record_ids: list[str], pool: bytes) -> bytes | None:
     lines[rows, end], lines[rows, end + 1] = ord("\r"), ord("\n")
     keep = np.arange(lines.shape[1])[None, :] < (end + 2)[:, None]
     return lines[keep].tobytes()
+
+
+def sync_folder(folder: Path) -> None:
+    """fsync a folder, so that a rename or removal in it survives a power cut."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

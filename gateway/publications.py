@@ -3,8 +3,13 @@
 Each attempt to publish (from the node's API or ``placelink gateway publish``) is recorded in
 ``<state>/publications.jsonl``, one JSON object a line, newest last: when, under which policy
 version and key epoch, how many records, which fields and attributes were sent, how many bytes,
-the batch id, the service's answer, and the outcome (a failure keeps the error's message and
-fix, which never carry a value). Never a record ID, pseudonym or any value of the extract.
+the batch id, the service's answer, and the outcome: ``published``, ``resumed`` (the node's
+pending publication, left by a publication that was killed or could not reach the service, was
+sent and stored: :mod:`gateway.pending`) or ``failed`` (the error's message and fix, which
+never carry a value). ``pending`` says what became of a pending publication in this attempt:
+``resumed``, ``expired`` (too old to open at the service, never stored: dropped, its
+pseudonyms kept, and the extract published afresh) or ``discarded`` (on request).
+Never a record ID, pseudonym or any value of the extract.
 The log keeps the latest :data:`KEEP` entries.
 
 Publishing takes an exclusive lock on ``<state>/publish.lock`` (``flock``, so it holds between
@@ -32,7 +37,7 @@ from keys.errors import PlacelinkError
 KEEP = 500
 LOG_NAME = "publications.jsonl"
 LOCK_NAME = "publish.lock"
-Outcome = Literal["published", "failed"]
+Outcome = Literal["published", "resumed", "failed"]
 
 
 class PublicationInProgress(PlacelinkError):
@@ -61,6 +66,7 @@ class PublicationRecord:
     batch_id: str = ""
     service_response: dict[str, Any] = field(default_factory=dict)
     error: dict[str, str] | None = None
+    pending: str = ""  # what became of a pending publication: resumed, expired or discarded
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -150,6 +156,7 @@ def _what_was_sent(publication: Publication) -> dict[str, Any]:
         "bytes_sent": publication.bytes_sent,
         "batch_id": publication.batch_id,
         "service_response": response,
+        "pending": publication.pending,
     }
 
 
@@ -193,4 +200,5 @@ def publish_and_record(
                      "fix": "see the node's error log"}  # fmt: skip
             finish("failed", {"error": error})
             raise
-        return finish("published", _what_was_sent(publication)), None
+        outcome: Outcome = "resumed" if publication.pending == "resumed" else "published"
+        return finish(outcome, _what_was_sent(publication)), None

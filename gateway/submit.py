@@ -11,6 +11,14 @@ busy service is retried with exponential backoff: the client asks the offset the
 and resumes there, so no byte is stored twice and a batch sent twice is stored once. The body
 can be read from a file (:func:`prepare_file_submission`): the client then holds one chunk in
 memory, whatever the batch's size.
+
+A signed submission written to disk before it is sent (:mod:`gateway.pending`) is rebuilt with
+:func:`submission_from_file` and resumed after a crash: the same batch id, from the offset the
+service holds. Running out of retries, or a 5xx answer, raises :class:`ServiceUnreachable`
+(worth trying again later); an opening the service answers as a replay (a batch too old to
+open, never received) raises :class:`SubmissionExpired` (nothing of it is or can be stored).
+The chunk size is ``PLACELINK_UPLOAD_CHUNK_BYTES`` where set
+(:func:`chunk_bytes_from_environment`).
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
+import os
 import secrets
 import time
 import uuid
@@ -29,7 +38,7 @@ from typing import Any
 import requests
 
 from keys import SigningKey
-from keys.errors import AccessError, InputError, PlacelinkError
+from keys.errors import AccessError, ConfigError, InputError, PlacelinkError
 from policies.canonical import canonical_json
 from policies.clks import (
     BytesSource,
@@ -42,6 +51,8 @@ from policies.clks import (
 
 CLKS_MEDIA_TYPE = "application/vnd.placelink.clks"
 CHUNK_BYTES = 8 * 1024 * 1024
+CHUNK_VARIABLE = "PLACELINK_UPLOAD_CHUNK_BYTES"
+MIN_CHUNK_BYTES = 1024
 RETRIES = 6  # consecutive failed requests before giving up
 BACKOFF_SECONDS = 0.5  # doubled after each failure, at most MAX_BACKOFF_SECONDS
 MAX_BACKOFF_SECONDS = 8.0
@@ -141,6 +152,48 @@ def prepare_file_submission(
     return Submission(manifest, b"", signature, body_file=path, file_size=path.stat().st_size)
 
 
+class ServiceUnreachable(PlacelinkError):
+    """The service could not be reached, or stayed busy, through every retry, or failed (a
+    5xx answer): nothing says the batch is unacceptable, so it is worth sending again later."""
+
+
+class SubmissionExpired(AccessError):
+    """The service answered the opening as a replay: the batch is too old to open (or its
+    nonce is spent) and is neither stored nor open there, so it never will be."""
+
+
+def chunk_bytes_from_environment() -> int:
+    """The upload chunk size: ``PLACELINK_UPLOAD_CHUNK_BYTES`` where set, else CHUNK_BYTES."""
+    raw = os.environ.get(CHUNK_VARIABLE, "").strip()
+    if not raw:
+        return CHUNK_BYTES
+    if not raw.isdigit() or not MIN_CHUNK_BYTES <= int(raw) <= CHUNK_BYTES:
+        raise ConfigError(
+            f"{CHUNK_VARIABLE} is not a chunk size",
+            fix=f"set it to a whole number of bytes from {MIN_CHUNK_BYTES} to {CHUNK_BYTES}",
+        )
+    return int(raw)
+
+
+def submission_from_file(path: Path, manifest: dict[str, Any], signature: bytes) -> Submission:
+    """A submission signed earlier, its body in ``path``: the body must still be the one the
+    manifest signed (size and SHA-256), else an InputError."""
+    digest, size = hashlib.sha256(), 0
+    try:
+        with path.open("rb") as file:
+            while piece := file.read(CHUNK_BYTES):
+                digest.update(piece)
+                size += len(piece)
+    except OSError:
+        size = -1
+    if size < 0 or digest.hexdigest() != manifest.get("body_sha256"):
+        raise InputError(
+            f"the signed batch {path.name} is missing or not the one its manifest signed",
+            fix="discard it (placelink gateway publish --discard-pending) and publish again",
+        )
+    return Submission(manifest, b"", signature, body_file=path, file_size=size)
+
+
 class _Transient(Exception):
     """A failure worth retrying: a dropped connection, a timeout, a busy service."""
 
@@ -166,12 +219,26 @@ class _Client:
         return response
 
 
+class _Replayed(InputError):
+    """A 409 replay problem (see :class:`SubmissionExpired` for what it means at an opening)."""
+
+
 def _refusal(response: requests.Response) -> PlacelinkError:
     try:
         payload: dict[str, Any] = response.json() if response.content else {}
     except ValueError:
         payload = {}
-    cls = AccessError if response.status_code in (401, 403) else InputError
+    cls: type[PlacelinkError] = InputError
+    if response.status_code >= 500:  # the service failed, not the batch: worth trying later
+        return ServiceUnreachable(
+            f"the linkage service failed ({response.status_code}): "
+            f"{payload.get('title', 'no detail')}",
+            fix="publish again later; if it persists, the service's operator has the log",
+        )
+    if response.status_code in (401, 403):
+        cls = AccessError
+    elif response.status_code == 409 and str(payload.get("type", "")).endswith("/replay"):
+        cls = _Replayed
     return cls(
         f"the linkage service refused the batch: {payload.get('title', response.status_code)}"
         f" - {payload.get('detail', '')}",
@@ -214,7 +281,7 @@ class _Retrying:
     def _retry(self, why: _Transient) -> None:
         self.failures += 1
         if self.failures > self.retries:
-            raise PlacelinkError(
+            raise ServiceUnreachable(
                 f"cannot reach the linkage service at {self.client.service_url}: {why}",
                 fix="check the service URL and that the service is running, then publish again",
             )
@@ -229,11 +296,21 @@ class _Retrying:
             except _Transient as why:
                 self._retry(why)
 
+    def _open(self, headers: dict[str, str]) -> dict[str, Any]:
+        try:
+            return self._until_ok("POST", "/v1/uploads", headers=headers)
+        except _Replayed as refused:
+            raise SubmissionExpired(
+                refused.message,
+                fix="a batch opens only minutes after it is signed: check the node's clock, then"
+                " publish again (a new batch)",
+            ) from None
+
     def run(self, chunk_bytes: int) -> dict[str, Any]:
         sub, length = self.submission, self.submission.body_length
         opening = {**sub.headers(), "Upload-Length": str(length)}
         opening.pop("Content-Type")
-        status = self._until_ok("POST", "/v1/uploads", headers=opening)
+        status = self._open(opening)
         path = f"/v1/uploads/{status['batch_id']}"
         signed = {"Placelink-Signature": opening["Placelink-Signature"]}
         offset = int(status["offset"])

@@ -9,6 +9,11 @@ file): the key file names its epoch, so re-encoding and re-publishing under the 
 this same command. Passphrases come from PLACELINK_SECRET_PASSPHRASE and
 PLACELINK_NODE_PASSPHRASE (or a prompt), never from argv. The node publishes only under a policy
 approved by every required DPO whose key is in PLACELINK_TRUSTED_DPO_KEYS (as the service).
+
+A ``publish`` killed mid-way (or one that could not reach the service) leaves a pending
+publication in the state folder; the next ``publish`` (or POST /v1/publications) resumes that
+batch and stops there (``resumed``), and ``--discard-pending`` drops it, keeping its
+pseudonyms, when the service refuses it for good (gateway/node.py, docs/agency-it.md).
 """
 
 from __future__ import annotations
@@ -56,6 +61,7 @@ def _publish(args: argparse.Namespace) -> int:
         args.source, Path(args.input), Path(args.mapping), Path(args.state), args.service
     )
     credentials = _credentials(args, node_key)
+    _announce_pending(config.state_dir, args.source, discard=args.discard_pending)
     record, error = publish_and_record(
         lambda: publish(
             config,
@@ -67,6 +73,7 @@ def _publish(args: argparse.Namespace) -> int:
             today=dt.date.today(),
             trust=PolicyTrust(_trusted_dpo_keys()),
             auth=credentials.headers,
+            discard_pending=args.discard_pending,
         ),
         state_dir=config.state_dir,
         trigger="cli",
@@ -74,8 +81,31 @@ def _publish(args: argparse.Namespace) -> int:
     )
     if error is not None:
         raise error
+    if record.pending in ("discarded", "expired"):
+        print(f"dropped the pending publication ({record.pending}); its pseudonyms are kept",
+              file=sys.stderr)  # fmt: skip
+    if record.outcome == "resumed":
+        print(f"resumed the pending publication: {record.records} records of {args.source} "
+              f"under epoch {record.epoch} (batch {record.batch_id}); the extract was not read "
+              "again: the next publication sends it")  # fmt: skip
+        return 0
     print(f"published {record.records} records of {args.source} under epoch {record.epoch}")
     return 0
+
+
+def _announce_pending(state_dir: Path, source: str, *, discard: bool) -> None:
+    """Say on stderr, before the work, that a pending publication goes first."""
+    from gateway.pending import find_pending
+    from keys.errors import PlacelinkError
+
+    try:
+        waiting = find_pending(state_dir, source)
+    except PlacelinkError:
+        return  # the publication itself reports it, and logs it
+    if waiting is not None:
+        what = "dropping" if discard else "resuming"
+        print(f"{what} the pending publication (batch {waiting.batch_id}, saved "
+              f"{waiting.saved_at})", file=sys.stderr)  # fmt: skip
 
 
 def _credentials(args: argparse.Namespace, node_key: SigningKey) -> ClientCredentials:
@@ -170,6 +200,8 @@ def register(commands: Commands) -> None:
     add("--client-id", help="OAuth client id (else $PLACELINK_CLIENT_ID, else SOURCE-gateway)")
     add("--client-secret-file", help="use a client secret, not the node key (private_key_jwt)")
     add("--token-url", help="token endpoint (default: the service's /v1/oauth/token)")
+    add("--discard-pending", action="store_true",
+        help="drop a pending publication the service refuses (keeps its pseudonyms)")  # fmt: skip
     publish.set_defaults(handler=_publish)
 
     serve = verbs.add_parser(

@@ -1,26 +1,35 @@
 """Normalising and encoding a batch's fields in two processes at once.
 
 Fields are independent: each is normalised and encoded from its own column. With
-``workers=2`` a forked child takes the costliest fields (by their number of distinct raw
-values) while this process takes the rest; the child inherits the columns, mapping, context
-and secret by ``fork`` (nothing is pickled to it, nothing leaves the machine) and sends back
-only encoded bytes, presence flags and counts, plus the normalised values of any field an
-attribute is generalised from. The result is byte for byte what one process makes (a test
-checks it): the encoders are deterministic, and pseudonyms are drawn here, not in the child.
+``workers=2`` a forked child and this process take the fields in turns, the costliest (by
+their number of distinct raw values) first, each taking the next field free. The child
+inherits the columns, mapping, context and secret by ``fork`` (nothing is pickled to it,
+nothing leaves the machine) and sends back only encoded bytes, presence flags and counts, plus
+the normalised values of any field an attribute is generalised from. The result is byte for
+byte what one process makes (a test checks it): the encoders are deterministic, and
+pseudonyms are drawn here, not in the child.
 
 Forking is used only where the platform offers it, and only for batches large enough to gain.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import mmap
 import multiprocessing
+from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from multiprocessing.sharedctypes import Synchronized
+from typing import Any
+
+import numpy as np
 
 from gateway.encode import EncodedColumns, EncodingContext, encode_fields
 from gateway.hardening import SALT_SOURCES
 from gateway.mapping import ColumnMapping
+from gateway.pseudonyms import PseudonymMap
 from gateway.records import (
     Columns,
     FieldReport,
@@ -31,10 +40,12 @@ from gateway.records import (
     record_ids_of,
 )
 from keys import LinkageSecret
-from policies.linkage_schema import OTHER_NAME
+from keys.errors import InputError
+from policies.linkage_schema import OTHER_NAME, OTHER_NAME_SALT, FieldSpec
 
 MIN_ROWS_TO_FORK = 20_000
 _SAMPLE_ROWS = 5_000
+_ROWS_PER_DISTINCT = 25  # rows that cost as much as one distinct value (measured: bench/)
 
 
 @dataclass(frozen=True)
@@ -46,51 +57,126 @@ class _Job:
     context: EncodingContext
     today: dt.date
     where: str
-    record_ids: list[str]
+    record_ids: list[str] | None  # None in the child, which checks them only if it must
+    order: list[str]  # the fields, costliest first: each process takes the next one free
+    taken: Synchronized[int]  # how many of ``order`` are taken, shared by the two processes
+    shared: EncodedColumns  # where the child puts its encodings (see _shared_columns)
 
 
 _JOB: _Job | None = None  # set just before forking; read by the child
+Part = tuple[EncodedColumns, dict[str, FieldReport], dict[str, list[NormalValue]]]
 
 
-def _part(
-    job: _Job, names: list[str]
-) -> tuple[EncodedColumns, dict[str, FieldReport], dict[str, list[NormalValue]]]:
+def _salt_inputs(fields: tuple[FieldSpec, ...]) -> set[str]:
+    """Salted fields, and the fields their salts are made from (date of birth, postcode, the
+    other name)."""
+    out: set[str] = set()
+    for spec in fields:
+        for salt in (spec.salt, *spec.salts):
+            if salt:
+                out |= {spec.name, SALT_SOURCES[salt]}
+                if salt == OTHER_NAME_SALT:
+                    out.add(OTHER_NAME[spec.name])
+    return out
+
+
+def _values_kept(context: EncodingContext) -> set[str]:
+    """The fields whose per-record values are needed after encoding (attributes are made
+    from them) or while encoding (a salted field, and what its salts are made from)."""
+    return {a.field for a in context.attributes} | _salt_inputs(context.fields)
+
+
+def _part(job: _Job, names: list[str]) -> Part:
     """Normalise and encode ``names``; keep the values attributes are made from."""
-    salts = [(s.name, t) for s in job.context.fields if s.name in names for t in (s.salt, *s.salts)]
-    others = {OTHER_NAME[name] for name, salt in salts if salt == "postcode_other_name"}
-    keep = {"record_id", *names, *others, *(SALT_SOURCES[salt] for _, salt in salts if salt)}
+    salted = tuple(spec for spec in job.context.fields if spec.name in names)
+    keep = {"record_id", *names, *_salt_inputs(salted)}
     mapping = ColumnMapping(
         job.mapping.source, {k: v for k, v in job.mapping.columns.items() if k in keep}
     )
-    records = normalise_columns(
-        job.columns, job.count, mapping, today=job.today, where=job.where, record_ids=job.record_ids
-    )
     fields = tuple(spec for spec in job.context.fields if spec.name in names)
+    record_ids = job.record_ids
+    if record_ids is None:  # the child: its own copy where an encoding is keyed by record
+        keyed = any(spec.blip for spec in fields)
+        where, count = job.where, job.count
+        record_ids = record_ids_of(job.columns, count, mapping, where) if keyed else [""] * count
+    records = normalise_columns(
+        job.columns,
+        job.count,
+        mapping,
+        today=job.today,
+        where=job.where,
+        record_ids=record_ids,
+        expand=_values_kept(job.context),
+    )
     encoded = encode_fields(records, fields, secret=job.secret, context=job.context)
     wanted = {attribute.field for attribute in job.context.attributes}
     return encoded, records.report, {k: v for k, v in records.values.items() if k in wanted}
 
 
-def _child(
-    names: list[str],
-) -> tuple[EncodedColumns, dict[str, FieldReport], dict[str, list[NormalValue]]]:
+def _take_turns(job: _Job) -> Part:
+    """Take the next free field of ``job.order`` until none is left (run by both processes)."""
+    done: Part = (EncodedColumns(), {}, {})
+    while True:
+        with job.taken.get_lock():
+            index = job.taken.value
+            job.taken.value = index + 1
+        if index >= len(job.order):
+            return done
+        encoded, report, values = _part(job, [job.order[index]])
+        done[0].update(encoded)
+        done[1].update(report)
+        done[2].update(values)
+
+
+def _child() -> tuple[list[str], dict[str, FieldReport], dict[str, list[NormalValue]]]:
+    """The child's turns; its encodings go into the shared arrays, not through the pipe, and
+    it names the fields it encoded (its reports also cover the fields salts are made from)."""
     assert _JOB is not None, "the job is set before the fork"
-    return _part(_JOB, names)
+    encoded, report, values = _take_turns(_JOB)
+    for name, filters in encoded.values.items():
+        _JOB.shared.values[name][:] = filters
+        _JOB.shared.present[name][:] = encoded.present[name]
+    return list(encoded.values), report, values
 
 
-def _split(columns: Columns, mapping: ColumnMapping) -> tuple[list[str], list[str]]:
-    """Two groups of fields of about equal work (rows plus distinct raw values, judged from
-    the first rows), the costliest first."""
+def _checked_ids(job: _Job) -> list[str]:
+    """The record IDs, checked while the child starts on the fields; on a bad one, the child
+    is told that no field is left before the error is raised."""
+    try:
+        return record_ids_of(job.columns, job.count, job.mapping, job.where)
+    except InputError:
+        with job.taken.get_lock():
+            job.taken.value = len(job.order)
+        raise
+
+
+def _shared_columns(context: EncodingContext, count: int) -> EncodedColumns:
+    """Arrays for every encoded field in anonymous shared memory, made before the fork, so
+    that the child's encodings (tens of megabytes) come back without a copy through a pipe."""
+    out = EncodedColumns()
+    for spec in context.fields:
+        filters = mmap.mmap(-1, count * spec.nbytes)
+        out.values[spec.name] = np.frombuffer(filters, dtype=np.uint8).reshape(count, spec.nbytes)
+        out.present[spec.name] = np.frombuffer(mmap.mmap(-1, count), dtype=np.bool_)
+    return out
+
+
+def _costliest_first(columns: Columns, count: int, mapping: ColumnMapping) -> list[str]:
+    """The fields by their work, the costliest first. The work of a field is mostly one
+    normalising and encoding per distinct value, plus a little per row; the number of distinct
+    values in the whole column is estimated from the first rows by the bias-corrected Chao1
+    estimator (distinct values, plus those seen once squared over twice those seen twice), so
+    that a column of few values that repeat (dates of birth) ranks below one of many
+    (NHS numbers), though both look alike in a small sample."""
     names = [n for n in mapping.columns if n != "record_id"]
-    sample = {n: columns.get(mapping.columns[n].column, ())[:_SAMPLE_ROWS] for n in names}
-    cost = {n: len(sample[n]) + len(set(sample[n])) for n in names}
-    groups: tuple[list[str], list[str]] = ([], [])
-    loads = [0, 0]
-    for name in sorted(names, key=cost.__getitem__, reverse=True):
-        lighter = loads.index(min(loads))
-        groups[lighter].append(name)
-        loads[lighter] += cost[name]
-    return groups
+    cost = {}
+    for name in names:
+        seen = Counter(columns.get(mapping.columns[name].column, ())[:_SAMPLE_ROWS])
+        once = sum(1 for times in seen.values() if times == 1)
+        twice = sum(1 for times in seen.values() if times == 2)
+        distinct = len(seen) + once * (once - 1) / (2 * (twice + 1))
+        cost[name] = min(distinct, count) + count / _ROWS_PER_DISTINCT
+    return sorted(names, key=cost.__getitem__, reverse=True)
 
 
 def normalise_and_encode(
@@ -104,29 +190,48 @@ def normalise_and_encode(
     strict: bool = False,
     where: str = "input",
     workers: int = 1,
+    pseudonyms: PseudonymMap | None = None,
 ) -> tuple[NormalisedRecords, EncodedColumns]:
-    """Normalised records (values of attribute fields only when forked) and encoded fields."""
+    """Normalised records (values of attribute fields only when forked) and encoded fields.
+
+    With two processes, the fields are shared out as they are free (the costliest first);
+    this process first draws the records' ``pseudonyms`` (when given) and makes the saved
+    form of a new map, the work that would otherwise follow the encoding."""
     fork = "fork" in multiprocessing.get_all_start_methods()
     if workers < 2 or count < MIN_ROWS_TO_FORK or not fork:
         records = normalise_columns(
             columns, count, mapping, today=today, strict=strict, where=where
         )
         return records, encode_fields(records, context.fields, secret=secret, context=context)
-    record_ids = record_ids_of(columns, count, mapping, where)
-    job = _Job(columns, count, mapping, secret, context, today, where, record_ids)
-    ours, theirs = _split(columns, mapping)
+    forking = multiprocessing.get_context("fork")
+    order = _costliest_first(columns, count, mapping)
+    shared = _shared_columns(context, count)
+    job = _Job(columns, count, mapping, secret, context, today, where, None, order,
+               forking.Value("i", 0), shared)  # fmt: skip
+    record_ids, encoded, report, values = _fork_and_share(job, forking, pseudonyms)
+    report = {name: report[name] for name in mapping.columns if name in report}
+    enforce_strict(report, strict, where)
+    return NormalisedRecords(record_ids, values, report), encoded
+
+
+def _fork_and_share(
+    job: _Job, forking: Any, pseudonyms: PseudonymMap | None
+) -> tuple[list[str], EncodedColumns, dict[str, FieldReport], dict[str, list[NormalValue]]]:
+    """Both processes' turns at ``job``'s fields; this one checks the record IDs and draws
+    their pseudonyms first. The record IDs, encodings, reports and kept values of all fields."""
     global _JOB
     _JOB = job
     try:
-        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as pool:
-            future = pool.submit(_child, theirs)
-            encoded, report, values = _part(job, ours)
-            child_encoded, child_report, child_values = future.result()
+        with ProcessPoolExecutor(1, mp_context=forking) as pool:
+            future = pool.submit(_child)
+            record_ids = _checked_ids(job)
+            if pseudonyms is not None:
+                pseudonyms.prepare(record_ids, distinct=True)  # as checked
+            encoded, report, values = _take_turns(dataclasses.replace(job, record_ids=record_ids))
+            child_fields, child_report, child_values = future.result()
     finally:
         _JOB = None
-    encoded.update(child_encoded)
-    values.update(child_values)
-    merged = {**report, **child_report}
-    report = {name: merged[name] for name in mapping.columns if name in merged}
-    enforce_strict(report, strict, where)
-    return NormalisedRecords(record_ids, values, report), encoded
+    for name in child_fields:
+        encoded.values[name] = job.shared.values[name]
+        encoded.present[name] = job.shared.present[name]
+    return record_ids, encoded, {**report, **child_report}, {**values, **child_values}

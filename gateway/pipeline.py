@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import gc
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +19,7 @@ from gateway.pseudonyms import PseudonymMap
 from gateway.records import FieldReport, check_header, normalise_columns, read_csv_columns
 from keys import LinkageSecret
 from keys.errors import InputError
-from policies.clks import EncodedBatch, dump_clks
+from policies.clks import EncodedBatch, write_clks
 from policies.decisions import (
     check_in_force,
     check_schema,
@@ -73,7 +73,7 @@ def cyclic_gc_paused() -> Iterator[None]:
 
 def _read_mapped(
     input_path: Path, mapping_path: Path | None
-) -> tuple[ColumnMapping, dict[str, list[str]], int]:
+) -> tuple[ColumnMapping, dict[str, Sequence[str]], int]:
     """The CSV's columns and its mapping (identity for a canonical CSV), checked against each
     other; and the record count."""
     header, columns = read_csv_columns(input_path)
@@ -111,6 +111,7 @@ def encode_csv(
             strict=strict,
             where=str(input_path),
             workers=workers,
+            pseudonyms=pseudonyms,
         )
         batch = assemble_batch(records, encoded, context=context, pseudonyms=pseudonyms)
         return EncodeResult(
@@ -163,7 +164,8 @@ def encode_file(
         workers=workers,
     )
     tmp = output_path.with_name(output_path.name + ".tmp")
-    tmp.write_bytes(dump_clks(result.batch))
+    with tmp.open("wb") as handle:  # block by block: no second copy of the batch in memory
+        write_clks(result.batch, handle)
     pseudonyms.save(ids_path)
     tmp.replace(output_path)
     return result

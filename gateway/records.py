@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import chain, compress, repeat
+from itertools import chain, repeat
 from operator import is_
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 
 from gateway.codebook import CodedColumn, NormalValue, distinct, flags
+from gateway.columnar import ArrowColumn, read_plain_csv
 from gateway.columns import COLUMN_NORMALISERS, INVALID, iso_dates
 from gateway.mapping import DATE_FIELDS, ColumnMapping, ColumnRule
 from gateway.normalise import (
@@ -120,9 +122,13 @@ def check_header(header: list[str], mapping: ColumnMapping, where: str) -> None:
 Columns = Mapping[str, Sequence[str]]
 
 
-def read_csv_columns(path: Path) -> tuple[list[str], dict[str, list[str]]]:
+def read_csv_columns(path: Path) -> tuple[list[str], dict[str, Sequence[str]]]:
     """Header and columns of a CSV file (UTF-8, with or without BOM); blank lines are skipped,
-    short rows padded with empty values, extra values ignored."""
+    short rows padded with empty values, extra values ignored. A large plain file is read by
+    Arrow (:mod:`gateway.columnar`, the same values), any other by the csv module."""
+    plain = read_plain_csv(path)
+    if plain is not None:
+        return plain[0], dict(plain[1])
     try:
         with path.open(encoding="utf-8-sig", newline="") as handle:
             reader = csv.reader(handle)
@@ -165,9 +171,11 @@ def normalise_columns(
     strict: bool = False,
     where: str = "input",
     record_ids: list[str] | None = None,
+    expand: Collection[str] | None = None,
 ) -> NormalisedRecords:
     """As :func:`normalise_rows`, over ``count`` rows given column by column (``record_ids``:
-    already checked by the caller).
+    already checked by the caller). ``expand`` names the fields whose per-record ``values``
+    are wanted (default: all); every field is kept as a code book in ``coded``.
 
     Each distinct raw value of a column is normalised once: extracts repeat names, dates and
     postcodes.
@@ -180,7 +188,9 @@ def normalise_columns(
         rule = mapping.columns[name]
         raw = columns.get(rule.column, empty)
         coded, out.report[name] = normalise_column(name, raw, rule, today)
-        out.values[name], out.coded[name] = coded.expand(), coded
+        out.coded[name] = coded
+        if expand is None or name in expand:
+            out.values[name] = coded.expand()
     enforce_strict(out.report, strict, where)
     return out
 
@@ -188,7 +198,7 @@ def normalise_columns(
 def record_ids_of(columns: Columns, count: int, mapping: ColumnMapping, where: str) -> list[str]:
     """Record IDs; an empty or repeated one is refused, naming its row (the header is row 1)."""
     column = columns.get(mapping.columns["record_id"].column, [""] * count)
-    ids = list(map(str.strip, column))
+    ids = list(map(str.strip, column.tolist() if isinstance(column, ArrowColumn) else column))
     if "" not in ids and len(set(ids)) == len(ids):
         return ids
     seen: set[str] = set()
@@ -205,11 +215,15 @@ def record_ids_of(columns: Columns, count: int, mapping: ColumnMapping, where: s
 @dataclass
 class _Distinct:
     """Canonical form of each distinct raw value (None when invalid), the invalid ones, and
-    the usable ones that fail the UK check."""
+    the usable ones that fail the UK check; from a column normaliser, the canonical forms
+    come as a list in the order of the distinct values (``aligned``), with a flag per value
+    for the invalid ones, instead of ``canonical`` and ``invalid``."""
 
     canonical: dict[str, NormalValue] = field(default_factory=dict)
     invalid: set[str] = field(default_factory=set)
     unverified: set[str] = field(default_factory=set)
+    aligned: list[NormalValue] | None = None
+    invalid_flags: npt.NDArray[np.bool_] | None = None
 
 
 def _normalise_distinct(
@@ -219,10 +233,13 @@ def _normalise_distinct(
     column_normaliser = COLUMN_NORMALISERS.get(name)
     if column_normaliser is not None:
         results = column_normaliser(distinct)
-        out.invalid = set(compress(distinct, map(is_, results, repeat(INVALID))))
-        out.canonical = dict(zip(distinct, results, strict=True))  # type: ignore[arg-type]
-        if out.invalid:
-            out.canonical.update(dict.fromkeys(out.invalid))
+        bad = np.fromiter(map(is_, results, repeat(INVALID)), dtype=np.bool_, count=len(results))
+        out.invalid_flags, out.aligned = bad, results  # type: ignore[assignment]
+        if bad.any():
+            book = np.empty(len(results), dtype=object)
+            book[:] = results
+            book[bad] = None
+            out.aligned = book.tolist()
         return out
     if name in DATE_FIELDS and rule.format == ISO_FORMAT:
         out.canonical = _quick_dates(name, distinct, today)
@@ -258,12 +275,16 @@ def normalise_column(
     name: str, raw: Sequence[str], rule: ColumnRule, today: dt.date
 ) -> tuple[CodedColumn, FieldReport]:
     """One field's normalised values (invalid ones as missing, as a code book) and its report."""
-    unique, rows = distinct(raw)
+    unique, rows = raw.book() if isinstance(raw, ArrowColumn) else distinct(raw)
     found = _normalise_distinct(name, unique, rule, today)
-    coded = CodedColumn(list(map(found.canonical.__getitem__, unique)), rows)
+    if found.aligned is not None:
+        coded, invalid = CodedColumn(found.aligned, rows), found.invalid_flags
+    else:
+        coded = CodedColumn(list(map(found.canonical.__getitem__, unique)), rows)
+        invalid = flags(unique, found.invalid) if found.invalid else None
     report = FieldReport()
-    if found.invalid:
-        invalid_rows = np.flatnonzero(flags(unique, found.invalid)[rows])
+    if invalid is not None and invalid.any():
+        invalid_rows = np.flatnonzero(invalid[rows])
         report.invalid = len(invalid_rows)
         report.first_invalid_rows = [int(i) + 2 for i in invalid_rows[:5]]  # the header is row 1
     if found.unverified:

@@ -86,6 +86,8 @@ def _ascii_ngram_ids(texts: list[str], n: int) -> tuple[list[str], Ids]:
     if slots <= 0:
         return [], np.zeros((len(texts), 0), dtype=np.int64)
     chars = np.array(padded, dtype=f"S{width}").view(np.uint8).reshape(len(padded), width)
+    if n == 2:
+        return _bigram_ids(chars)
     codes = np.zeros((len(padded), slots), dtype=np.uint64)
     for offset in range(n):
         codes = codes * np.uint64(256) + chars[:, offset : offset + slots].astype(np.uint64)
@@ -96,6 +98,24 @@ def _ascii_ngram_ids(texts: list[str], n: int) -> tuple[list[str], Ids]:
     ids[valid] = inverse
     vocabulary = [int(c).to_bytes(n, "big").decode("ascii") for c in unique]
     return vocabulary, ids
+
+
+def _bigram_ids(chars: npt.NDArray[np.uint8]) -> tuple[list[str], Ids]:
+    """:func:`_ascii_ngram_ids` for bigrams, numbered through a table of all 65,536 codes.
+    ``chars`` pads each text with NUL bytes (never in a text: the caller checks), so a bigram
+    with a NUL byte is padding, and takes the padding index. The indices are made slot by
+    slot (a transposed, C-ordered array returned as its transpose) for the encoder, which ORs
+    the token filters of one slot of every text at a time."""
+    by_slot = np.ascontiguousarray(chars.T)
+    codes = by_slot[:-1].astype(np.int32) * 256 + by_slot[1:]
+    seen = np.zeros(1 << 16, dtype=np.bool_)
+    seen[codes] = True
+    seen[:256] = seen[::256] = False  # a NUL byte first or second: padding
+    unique = np.flatnonzero(seen)
+    number = np.full(1 << 16, len(unique), dtype=np.int64)
+    number[unique] = np.arange(len(unique))
+    vocabulary = [int(c).to_bytes(2, "big").decode("ascii") for c in unique]
+    return vocabulary, number[codes].T
 
 
 def sorted_codes(codes: npt.NDArray[np.uint64], bound: int) -> tuple[npt.NDArray[np.uint64], Ids]:

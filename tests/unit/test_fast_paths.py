@@ -20,10 +20,12 @@ from gateway.columns import INVALID, Invalid, addresses, nhs_numbers
 from gateway.normalise import InvalidValue, normalise_address, normalise_nhs_number
 from gateway.parallel import normalise_and_encode
 from gateway.pipeline import context_without_policy
+from gateway.pseudonyms import PseudonymMap
 from gateway.records import read_csv_columns
 from gateway.schema import default_schema
 from gateway.tokenise import field_tokens, token_ids
 from keys import LinkageSecret
+from keys.errors import InputError
 from placelink.town import generate_town, write_canonical_csv
 from policies.linkage_schema import FieldSpec
 
@@ -136,9 +138,17 @@ def test_two_processes_encode_the_same_bytes_as_one(tmp_path: Path) -> None:
     context = context_without_policy(default_schema(), policy_id="t", epoch=0)
     secret = LinkageSecret(KEY)
     today = dt.date(2027, 1, 1)
+    pseudonyms = PseudonymMap()  # drawn, and its saved form made, while the child works
     runs = [
         normalise_and_encode(
-            columns, len(rows), mapping, secret=secret, context=context, today=today, workers=w
+            columns,
+            len(rows),
+            mapping,
+            secret=secret,
+            context=context,
+            today=today,
+            workers=w,
+            pseudonyms=pseudonyms if w == 2 else None,
         )
         for w in (1, 2)
     ]
@@ -152,3 +162,51 @@ def test_two_processes_encode_the_same_bytes_as_one(tmp_path: Path) -> None:
     for name in one_encoded.values:
         assert np.array_equal(one_encoded.values[name], two_encoded.values[name]), name
         assert np.array_equal(one_encoded.present[name], two_encoded.present[name]), name
+    raw = pseudonyms.pseudonyms_for(two.record_ids)  # the pseudonyms drawn during the run
+    pseudonyms.save(tmp_path / "all.clks.ids")
+    by_record = PseudonymMap.load(tmp_path / "all.clks.ids").by_record
+    assert bytes.fromhex("".join(map(by_record.__getitem__, two.record_ids))) == raw
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    record_ids=st.lists(
+        st.text(alphabet=st.sampled_from(list('Pr-0159 é",\n')), max_size=9), unique=True
+    )
+)
+def test_a_first_map_is_saved_as_the_line_by_line_writer_saves_it(
+    tmp_path_factory: pytest.TempPathFactory, record_ids: list[str]
+) -> None:
+    folder = tmp_path_factory.mktemp("ids")
+    drawn = PseudonymMap()
+    raw = drawn.pseudonyms_for(record_ids)
+    drawn.save(folder / "fast.ids")  # straight from the drawn bytes where the IDs are plain
+    assert raw == bytes.fromhex("".join(map(drawn.by_record.__getitem__, record_ids)))
+    PseudonymMap(drawn.by_record).save(folder / "slow.ids")  # from the dict, line by line
+    assert (folder / "fast.ids").read_bytes() == (folder / "slow.ids").read_bytes()
+    assert PseudonymMap.load(folder / "fast.ids").by_record == drawn.by_record
+
+
+def test_two_processes_refuse_a_repeated_record_id_as_one_does() -> None:
+    count = 20_000
+    columns = {
+        "record_id": [f"R{i}" for i in range(count - 1)] + ["R7"],  # row 20,001 repeats row 9
+        "given_name": ["ANN", "BOB", "CARL", "DEE"] * (count // 4),
+        "nhs_number": [str(9_000_000_000 + i) for i in range(count)],
+    }
+    from gateway.mapping import canonical_mapping
+
+    mapping = canonical_mapping("all", list(columns))
+    context = context_without_policy(default_schema(), policy_id="t", epoch=0)
+    for workers in (1, 2):
+        with pytest.raises(InputError, match="row 20001: the record ID is empty or repeated"):
+            normalise_and_encode(
+                columns,
+                count,
+                mapping,
+                secret=LinkageSecret(KEY),
+                context=context,
+                today=dt.date(2027, 1, 1),
+                workers=workers,
+                pseudonyms=PseudonymMap(),
+            )

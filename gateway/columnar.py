@@ -1,0 +1,164 @@
+"""Reading a large, plain CSV file column by column with pyarrow's multi-threaded C++ reader.
+
+The csv module makes a Python string of every cell and a list of every row; an extract of a
+million records has eight million cells but only a few hundred thousand distinct values. Here
+the cells stay in Arrow buffers, and a column becomes Python strings only as a code book (its
+distinct values, found by Arrow's hash-based dictionary encoding, and each row's index), or
+whole where a caller asks for every value (record IDs).
+
+Only plain files take this path, where Arrow reads exactly what the csv module reads: UTF-8
+(a byte order mark dropped), no quote character and no NUL byte anywhere, a header of distinct
+names, and every row as wide as the header (blank lines are skipped by both). For any other
+file :func:`read_plain_csv` returns None and the caller reads it with the csv module, which
+pads, cuts or refuses as it always has (tests check that both readings agree).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, overload
+
+import numpy as np
+import numpy.typing as npt
+
+from gateway.codebook import Rows
+
+if TYPE_CHECKING:
+    import pyarrow
+
+ARROW_MIN_BYTES = 1 << 20  # smaller files: the csv module is quick, and pyarrow's import is not
+_BOM = b"\xef\xbb\xbf"
+
+
+class ArrowColumn(Sequence[str]):
+    """One CSV column held by Arrow (in the reader's chunks); a sequence of its values as
+    Python strings."""
+
+    def __init__(self, column: pyarrow.ChunkedArray) -> None:
+        self._column = column
+
+    def __len__(self) -> int:
+        return len(self._column)
+
+    @property
+    def chunks(self) -> int:
+        """The number of blocks Arrow's reader made (in parallel) of this column."""
+        return int(self._column.num_chunks)
+
+    @overload
+    def __getitem__(self, index: int) -> str: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[str]: ...
+    def __getitem__(self, index: int | slice) -> str | list[str]:
+        if isinstance(index, slice):
+            if index.step in (None, 1):
+                part: list[str] = self._column[index].to_pylist()
+                return part
+            return self.tolist()[index]
+        if not -len(self) <= index < len(self):
+            raise IndexError(index)
+        value: str = self._column[index].as_py()
+        return value
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.tolist())
+
+    def tolist(self) -> list[str]:
+        """Every value, in row order."""
+        values: list[str] = self._column.to_pylist()
+        return values
+
+    def book(self) -> tuple[list[str], Rows]:
+        """Distinct values in first-seen order, and each row's index into them (as
+        :func:`gateway.codebook.distinct` gives them, without a Python string per cell)."""
+        chunks = _dictionary_encode(self._column).chunks
+        if not chunks:
+            return [], np.zeros(0, dtype=np.int64)
+        dictionary = chunks[-1].dictionary
+        if len({_identity(chunk.dictionary) for chunk in chunks}) > 1:  # not one shared memo
+            whole = _dictionary_encode(self._column.combine_chunks())
+            dictionary, chunks = whole.dictionary, [whole]
+        rows = np.concatenate([_indices(chunk.indices) for chunk in chunks]).astype(np.int64)
+        unique: list[str] = dictionary.to_pylist()
+        return unique, rows
+
+
+def _dictionary_encode(values: Any) -> Any:
+    """Arrow's ``dictionary_encode`` kernel, called without importing ``pyarrow.compute``
+    (whose import makes Python wrappers and docstrings for every kernel: about a tenth of a
+    second, more than this call takes on a hundred thousand rows)."""
+    try:
+        from pyarrow._compute import call_function
+    except ImportError:  # a pyarrow that moved its kernel module: the public name
+        from pyarrow.compute import call_function
+    return call_function("dictionary_encode", [values])
+
+
+def _identity(dictionary: pyarrow.Array) -> tuple[int, ...]:
+    return len(dictionary), *(b.address for b in dictionary.buffers() if b is not None)
+
+
+def _indices(indices: pyarrow.Array) -> npt.NDArray[np.integer[Any]]:
+    """A dictionary's indices (no nulls) as numpy, without copying (nor importing pandas,
+    as ``to_numpy`` would)."""
+    width = indices.type.bit_width // 8
+    dtype = np.dtype(f"<i{width}")
+    data = indices.buffers()[1]
+    return np.frombuffer(data, dtype=dtype, count=len(indices), offset=width * indices.offset)
+
+
+def _plain_header(data: bytes) -> list[str] | None:
+    """The header's names, where the file is plain enough for Arrow (see the module)."""
+    if b"\0" in data or data[:1] in (b"\r", b"\n", b""):
+        return None
+    end = min((i for i in (data.find(b"\r"), data.find(b"\n")) if i >= 0), default=len(data))
+    if b'"' in data[:end]:
+        return None
+    try:
+        header = data[:end].decode("utf-8").split(",")
+    except UnicodeDecodeError:
+        return None
+    return header if len(set(header)) == len(header) else None
+
+
+def read_plain_csv(
+    path: Path, *, min_bytes: int = ARROW_MIN_BYTES
+) -> tuple[list[str], dict[str, ArrowColumn]] | None:
+    """Header and columns of a plain CSV file of at least ``min_bytes``; None for any other
+    file (small, unreadable, quoted, ragged, not UTF-8...), which the caller reads itself."""
+    try:
+        if path.stat().st_size < min_bytes:
+            return None
+        data = path.read_bytes()
+    except OSError:
+        return None
+    data = data[len(_BOM) :] if data.startswith(_BOM) else data
+    header = _plain_header(data)
+    if header is None:
+        return None
+    table = _arrow_table(data, header)
+    if table is None:
+        return None
+    return header, {name: ArrowColumn(table.column(i)) for i, name in enumerate(header)}
+
+
+def _arrow_table(data: bytes, header: list[str]) -> Any:
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+
+    first_end = min(i for i in (data.find(b"\r"), data.find(b"\n"), len(data)) if i >= 0)
+    body = memoryview(data)[first_end:]
+    types = {name: pa.string() for name in header}
+    try:
+        table = pa_csv.read_csv(
+            pa.BufferReader(pa.py_buffer(body)),
+            read_options=pa_csv.ReadOptions(column_names=header),
+            parse_options=pa_csv.ParseOptions(newlines_in_values=True),
+            convert_options=pa_csv.ConvertOptions(
+                column_types=types, strings_can_be_null=False, quoted_strings_can_be_null=False
+            ),
+        )
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    return table

@@ -19,6 +19,7 @@ from gateway.generalise import generaliser
 from gateway.hardening import filter_spec, salt_values, salted, salts_for, transform
 from gateway.pseudonyms import PseudonymMap
 from gateway.records import NormalisedRecords
+from gateway.salted_positions import copy_filters, copy_keys
 from gateway.tokenise import token_ids
 from keys import KeyPurpose, LinkageSecret, derive_key
 from policies.clks import PSEUDONYM_BYTES, EncodedBatch, FieldLayout
@@ -145,15 +146,16 @@ def salted_filters(
 def _encode_copies(
     records: NormalisedRecords, spec: FieldSpec, secret: LinkageSecret, ctx: EncodingContext
 ) -> tuple[U8, npt.NDArray[np.bool_]]:
-    """A field with a list of salts: one copy per salt, side by side (under the field's key);
-    a copy whose salt is missing is all-zero. Present: the value and at least one salt are."""
+    """A field with a list of salts: one copy per salt, side by side (positions of salted
+    tokens: :mod:`gateway.salted_positions`); a copy whose salt is missing is all-zero.
+    Present: the value and at least one salt are."""
     count, key = len(records), _field_key(spec, secret, ctx)
     values = records.values.get(spec.name, [None] * count)
-    encoder = BloomEncoder(filter_spec(spec), key)
+    hashed = filter_spec(spec)
     copies, present = [], np.zeros(count, dtype=bool)
     for salt in spec.salts:
         salts = salt_values(salt, records.values, count, spec.name)
-        filters = salted_filters(encoder, values, salts)
+        filters = copy_filters(copy_keys(key, salt), hashed, values, salts)
         held = np.asarray(
             filters.any(axis=1), dtype=bool
         )  # a present value's filter is never empty

@@ -43,6 +43,7 @@ import numpy.typing as npt
 from gateway.bloom import BloomEncoder
 from gateway.hardening import SALT_SEPARATOR, filter_spec, transform
 from gateway.normalise import normalise_family_name, normalise_given_name
+from gateway.salted_positions import copy_filters, copy_keys
 from gateway.tokenise import ngrams
 from placelink import town_lists
 from policies.linkage_schema import FieldSpec
@@ -314,12 +315,19 @@ def reidentified(guesses: Sequence[object | None], truth: Sequence[object]) -> f
     return hits / len(truth) if truth else 0.0
 
 
-def encode_sample(pop: Population, rows: list[int], spec: FieldSpec, key: bytes) -> Bits:
-    """The sample's filters as the gateway makes them under ``spec`` (hardening included)."""
-    encoder = BloomEncoder(filter_spec(spec), key)
+def encode_sample(
+    pop: Population, rows: list[int], spec: FieldSpec, key: bytes, *, copy: bool = False
+) -> Bits:
+    """The sample's filters as the gateway makes them under ``spec`` (hardening included):
+    with ``copy``, as one salted copy of a field with several salts (schema version 3,
+    :mod:`gateway.salted_positions`), else as a field with one salt or none (version 1, 2)."""
     values: list[str | dt.date | None] = [pop.values[i] for i in rows]
     salts = pop.salts(rows, spec.salt) if spec.salt else None
-    filters = encoder.encode_many(values, salts)
+    if copy and spec.salt and salts is not None:
+        keys = copy_keys(key, spec.salt)
+        filters = copy_filters(keys, filter_spec(spec), values, list(salts))
+    else:
+        filters = BloomEncoder(filter_spec(spec), key).encode_many(values, salts)
     present = np.ones(len(rows), dtype=bool)
     return unpack(transform(filters, present, spec, key, [f"r{i}" for i in rows]))
 
@@ -333,14 +341,16 @@ def blip_radii(spec: FieldSpec) -> tuple[int, ...]:
     return tuple(int(expected * factor) + 1 for factor in (1.25, 1.5, 2.0))
 
 
-def attack_rates(pop: Population, rows: list[int], spec: FieldSpec, key: bytes) -> dict[str, float]:
+def attack_rates(
+    pop: Population, rows: list[int], spec: FieldSpec, key: bytes, *, copy: bool = False
+) -> dict[str, float]:
     """Share of records each attack re-identifies, with the knowledge that suits it best:
     value frequencies, or (against salted filters) the frequencies of (value, salt) pairs, and
     value frequencies inside each salt cell, counted beyond what the same guesses get without
     the encodings (:func:`cell_prior`: a cell's most frequent value is often right by chance
     alone); against BLIP, filters within a radius count as one value: the frequency attack's
     best radius of :func:`blip_radii` counts, and pattern mining groups within the largest."""
-    bits = encode_sample(pop, rows, spec, key)
+    bits = encode_sample(pop, rows, spec, key, copy=copy)
     truth = [pop.values[i] for i in rows]
     radii = blip_radii(spec)
     rates = {

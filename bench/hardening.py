@@ -115,7 +115,7 @@ def attack_rates(schema: LinkageSchema, seed: int = 1) -> dict[str, dict[str, fl
         rows = attacks.sample(pop, 5_000, seed=seed)
         rates[field] = {"frequency": 0.0, "pattern_mining": 0.0}
         for target in [spec.copy_spec(s) for s in spec.salts] or [spec]:
-            found = attacks.attack_rates(pop, rows, target, ATTACK_SECRET)
+            found = attacks.attack_rates(pop, rows, target, ATTACK_SECRET, copy=bool(spec.salts))
             frequency = max(
                 found["frequency"],
                 found.get("frequency_joint", 0.0),

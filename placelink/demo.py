@@ -45,6 +45,7 @@ from placelink.demo_node import DemoNode, NodeApiFacts
 from placelink.report import render_report
 from placelink.town import generate_town, write_town
 from policies.approvals import PolicyTrust, make_approval, verify_approvals
+from policies.linkage_schema import LinkageSchema
 from policies.model import Policy, dump_policy, parse_policy
 
 EXAMPLE_POLICY = "examples/task-force.yaml"
@@ -61,6 +62,7 @@ class DemoResult:
     bytes_sent: int
     files: dict[str, Path] = field(default_factory=dict)
     policy_line: str = ""
+    schema_line: str = ""
     node: NodeApiFacts | None = None
     audit_line: str = ""
 
@@ -93,6 +95,18 @@ def _dpo_signed(document: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     unsigned = parse_policy(document)
     document["approvals"] = [make_approval(unsigned, key) for key in dpo_keys.values()]
     return document, [key.fingerprint for key in dpo_keys.values()]
+
+
+def _schema_line(schema: LinkageSchema) -> str:
+    """How names were encoded: the schema and its hardening (docs/attacks.md)."""
+    salted = [f"{spec.name} ({', '.join(spec.salts)})" for spec in schema.fields if spec.salts]
+    hardening = (
+        "names stored as salted copies: " + "; ".join(salted) if salted else "names unsalted"
+    )
+    return (
+        f"encoded under linkage schema {schema.name} v{schema.version} "
+        f"(sha256 {schema.sha256[:12]}...), {hardening}"
+    )
 
 
 def _policy_line(policy: Policy) -> str:
@@ -264,6 +278,7 @@ def run_demo(out: Path, *, seed: int = 7, people: int = 3000, progress: bool = T
         "dashboard": out / "dashboard.html",
     }
     result.policy_line = _policy_line(policy)
+    result.schema_line = _schema_line(schema)
     result.node = node_facts
     result.audit_line = _audit_line(service, dirs["gateways"], node_keys)
     return result
@@ -317,6 +332,7 @@ def format_summary(result: DemoResult) -> str:
         f"placelink demo: {result.out_dir}",
         "records per agency: " + ", ".join(f"{a} {n}" for a, n in result.records.items()),
         result.policy_line,
+        result.schema_line,
         f"linked {link['records']} records into {link['entities']} entities, "
         f"{link['multi_agency_entities']} of them known to 2+ agencies "
         f"({link['candidate_pairs']} candidate pairs, "

@@ -21,6 +21,7 @@ def _demo(args: argparse.Namespace) -> int:
             "seconds": result.seconds,
             "hotspots": result.hotspots,
             "policy": result.policy_line,
+            "schema": result.schema_line,
             "node_api": vars(result.node) if result.node else None,
         }
         print(json.dumps(summary, indent=2))

@@ -78,6 +78,8 @@ def test_the_policy_was_dpo_signed_and_verified_by_the_service(
 ) -> None:
     out, summary = demo
     assert "approved by 5 DPOs for 6 parties" in summary["policy"]
+    assert "placelink-default v3" in summary["schema"]  # names hardened by default
+    assert "given_name (birth_date, postcode_other_name)" in summary["schema"]
     policy = load_policy(out / "policy.yaml")
     trusted = frozenset(p.dpo_key for p in policy.parties if p.dpo_key)
     check_approved(policy, trust=PolicyTrust(trusted))

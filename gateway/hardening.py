@@ -44,6 +44,7 @@ import numpy as np
 import numpy.typing as npt
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from gateway.prf import aes_block_stream
 from policies.linkage_schema import OTHER_NAME, FieldSpec
 
 SALT_SEPARATOR = "\x1f"
@@ -102,14 +103,8 @@ def _uniform16(key: bytes, record_ids: Sequence[str], words: int) -> npt.NDArray
     """``words`` keyed pseudo-random 16-bit words per record (AES-256 as a PRF over distinct
     blocks: each record's HMAC digest XOR a counter)."""
     digests = b"".join(hmac.digest(key, r.encode("utf-8"), "sha256")[:16] for r in record_ids)
-    base = np.frombuffer(digests, dtype=np.uint8).reshape(len(record_ids), 1, 16)
     blocks = -(-words // 8)
-    counters = np.zeros((1, blocks, 16), dtype=np.uint8)
-    counters[0, :, 12:] = np.arange(blocks, dtype=">u4").view(np.uint8).reshape(blocks, 4)
-    plain = np.ascontiguousarray(base ^ counters).tobytes()
-    # ECB over distinct blocks is AES used as a PRF (a block cipher's definition), not encryption.
-    encryptor = Cipher(algorithms.AES(key), modes.ECB()).encryptor()  # noqa: S305
-    stream = encryptor.update(plain) + encryptor.finalize()
+    stream = aes_block_stream(key, np.frombuffer(digests, dtype=np.uint8), blocks)
     return np.frombuffer(stream, dtype="<u2").reshape(len(record_ids), blocks * 8)[:, :words]
 
 

@@ -12,6 +12,10 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 
+import numpy as np
+import numpy.typing as npt
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
 _IPAD = bytes(x ^ 0x36 for x in range(256))
 _OPAD = bytes(x ^ 0x5C for x in range(256))
 
@@ -46,3 +50,15 @@ class KeyedHash:
             outer.update(inner.digest())
             out.append(outer.digest()[:size])
         return b"".join(out)
+
+
+def aes_block_stream(key: bytes, bases: npt.NDArray[np.uint8], blocks: int) -> bytes:
+    """AES-256 as a PRF: for each 16-byte row of ``bases``, the encryptions of that row XOR a
+    counter j = 0 .. blocks - 1 (big-endian in the last four bytes), rows one after the other.
+    Rows that differ give distinct blocks, so the output is a PRF of (row, j)."""
+    counters = np.zeros((1, blocks, 16), dtype=np.uint8)
+    counters[0, :, 12:] = np.arange(blocks, dtype=">u4").view(np.uint8).reshape(blocks, 4)
+    plain = np.ascontiguousarray(bases.reshape(-1, 1, 16) ^ counters).tobytes()
+    # ECB over distinct blocks is AES used as a PRF (a block cipher's definition), not encryption.
+    encryptor = Cipher(algorithms.AES(key), modes.ECB()).encryptor()  # noqa: S305
+    return encryptor.update(plain) + encryptor.finalize()

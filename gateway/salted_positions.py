@@ -31,10 +31,9 @@ from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from gateway.codebook import distinct
-from gateway.prf import KeyedHash
+from gateway.prf import KeyedHash, aes_block_stream
 from gateway.tokenise import token_ids
 from policies.linkage_schema import FieldSpec
 
@@ -68,12 +67,7 @@ def pair_positions(
     row (``salt_digests`` and ``token_digests``: (pairs, 16))."""
     size = word_bytes(spec)
     blocks = -(-size * spec.hashes // 16)
-    counters = np.zeros((1, blocks, 16), dtype=np.uint8)
-    counters[0, :, 12:] = np.arange(blocks, dtype=">u4").view(np.uint8).reshape(blocks, 4)
-    plain = (salt_digests ^ token_digests)[:, None, :] ^ counters
-    # ECB over distinct blocks is AES used as a PRF (a block cipher's definition), not encryption.
-    encryptor = Cipher(algorithms.AES(keys["aes"]), modes.ECB()).encryptor()  # noqa: S305
-    stream = encryptor.update(np.ascontiguousarray(plain).tobytes()) + encryptor.finalize()
+    stream = aes_block_stream(keys["aes"], salt_digests ^ token_digests, blocks)
     words = np.frombuffer(stream, dtype=">u2" if size == 2 else ">u4")
     words = words.reshape(len(salt_digests), blocks * 16 // size)[:, : spec.hashes]
     if spec.bits & (spec.bits - 1) == 0:  # a power of two: the modulus is a mask

@@ -183,7 +183,10 @@ def test_ceremony_rotation_and_revocation_from_the_cli(
     assert "under epoch 1" in ok(publish(work, "health", "linkage.secret.next"))
     switched = link(service)
     assert (switched["epoch"], switched["records"]) == (1, first["records"])
-    assert switched["multi_agency_entities"] == first["multi_agency_entities"]
+    # Re-encoded under a fresh random secret, the filters (so the similarities) change: the
+    # same records link alike, to within one entity of 250 people's (names as salted copies
+    # move with the secret, docs/attacks.md; an exact equality failed about one run in three).
+    assert abs(switched["multi_agency_entities"] - first["multi_agency_entities"]) <= 1
     assert switched["retired_batches"] == 2 and stored_epochs(work) == [1, 1]
     stale = publish(work, "health", "linkage.secret")
     assert stale.returncode == 1 and "retired key epoch" in stale.stderr

@@ -16,10 +16,10 @@ import numpy.typing as npt
 from gateway.bloom import U8, BloomEncoder, TokenEncoder, or_rows
 from gateway.codebook import distinct
 from gateway.generalise import generaliser
-from gateway.hardening import filter_spec, salt_values, salted, salts_for, transform
+from gateway.hardening import filter_spec, salt_parts, salted, salts_for, transform
 from gateway.pseudonyms import PseudonymMap
 from gateway.records import NormalisedRecords
-from gateway.salted_positions import copy_filters, copy_keys
+from gateway.salted_positions import coded_copy_filters, copy_keys
 from gateway.tokenise import token_ids
 from keys import KeyPurpose, LinkageSecret, derive_key
 from policies.clks import PSEUDONYM_BYTES, EncodedBatch, FieldLayout
@@ -149,16 +149,12 @@ def _encode_copies(
     """A field with a list of salts: one copy per salt, side by side (positions of salted
     tokens: :mod:`gateway.salted_positions`); a copy whose salt is missing is all-zero.
     Present: the value and at least one salt are."""
-    count, key = len(records), _field_key(spec, secret, ctx)
-    values = records.values.get(spec.name, [None] * count)
+    key, value = _field_key(spec, secret, ctx), records.coded_column(spec.name)
     hashed = filter_spec(spec)
-    copies, present = [], np.zeros(count, dtype=bool)
+    copies, present = [], np.zeros(len(records), dtype=bool)
     for salt in spec.salts:
-        salts = salt_values(salt, records.values, count, spec.name)
-        filters = copy_filters(copy_keys(key, salt), hashed, values, salts)
-        held = np.asarray(
-            filters.any(axis=1), dtype=bool
-        )  # a present value's filter is never empty
+        parts = salt_parts(salt, spec.name, records.coded_column)
+        filters, held = coded_copy_filters(copy_keys(key, salt), hashed, value, parts)
         copies.append(transform(filters, held, spec.copy_spec(salt), key, records.record_ids))
         present |= held
     return np.ascontiguousarray(np.concatenate(copies, axis=1)), present

@@ -38,12 +38,13 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import hmac
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import numpy.typing as npt
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from gateway.codebook import CodedColumn, NormalValue
 from gateway.prf import aes_block_stream
 from policies.linkage_schema import OTHER_NAME, FieldSpec
 
@@ -81,6 +82,28 @@ def salt_values(salt: str, values: Values, count: int, field: str = "") -> list[
     if salt == "birth_date":
         return [b.isoformat() if isinstance(b, dt.date) else None for b in source]
     return [f"{b.year:04d}" if isinstance(b, dt.date) else None for b in source]
+
+
+def _salt_text(salt: str, value: NormalValue) -> str | None:
+    """One part of a salt from a normalised value (None where it cannot be one)."""
+    if isinstance(value, dt.date):
+        return value.isoformat() if salt == "birth_date" else f"{value.year:04d}"
+    return value if isinstance(value, str) and value else None
+
+
+def salt_parts(salt: str, field: str, column: Callable[[str], CodedColumn]) -> list[CodedColumn]:
+    """The parts of each record's salt for ``field``, as code books of strings (None where the
+    part is missing), from ``column`` (a normalised field as a code book): ``birth_date`` the
+    ISO date, ``birth_year`` four digits, ``postcode`` the normalised postcode,
+    ``postcode_other_name`` the postcode and the normalised other name (two parts)."""
+    sources = [SALT_SOURCES[salt]]
+    if salt == "postcode_other_name":
+        sources.append(OTHER_NAME.get(field, ""))
+    parts = []
+    for source in sources:
+        coded = column(source)
+        parts.append(CodedColumn([_salt_text(salt, v) for v in coded.values], coded.rows))
+    return parts
 
 
 def salts_for(spec: FieldSpec, values: Values, count: int) -> list[str] | None:

@@ -67,12 +67,12 @@ _JOB: _Job | None = None  # set just before forking; read by the child
 Part = tuple[EncodedColumns, dict[str, FieldReport], dict[str, list[NormalValue]]]
 
 
-def _salt_inputs(fields: tuple[FieldSpec, ...]) -> set[str]:
+def _salt_inputs(fields: tuple[FieldSpec, ...], *, copies: bool = True) -> set[str]:
     """Salted fields, and the fields their salts are made from (date of birth, postcode, the
-    other name)."""
+    other name); with ``copies=False``, only those of fields with a single salt."""
     out: set[str] = set()
     for spec in fields:
-        for salt in (spec.salt, *spec.salts):
+        for salt in (spec.salt, *(spec.salts if copies else ())):
             if salt:
                 out |= {spec.name, SALT_SOURCES[salt]}
                 if salt == OTHER_NAME_SALT:
@@ -82,8 +82,9 @@ def _salt_inputs(fields: tuple[FieldSpec, ...]) -> set[str]:
 
 def _values_kept(context: EncodingContext) -> set[str]:
     """The fields whose per-record values are needed after encoding (attributes are made
-    from them) or while encoding (a salted field, and what its salts are made from)."""
-    return {a.field for a in context.attributes} | _salt_inputs(context.fields)
+    from them) or while encoding (a field with a single salt, and what its salt is made from;
+    salted copies read code books, :mod:`gateway.salted_positions`)."""
+    return {a.field for a in context.attributes} | _salt_inputs(context.fields, copies=False)
 
 
 def _part(job: _Job, names: list[str]) -> Part:

@@ -325,7 +325,8 @@ def encode_sample(
     salts = pop.salts(rows, spec.salt) if spec.salt else None
     if copy and spec.salt and salts is not None:
         keys = copy_keys(key, spec.salt)
-        filters = copy_filters(keys, filter_spec(spec), values, list(salts))
+        parts = [tuple(salt.split(SALT_SEPARATOR)) for salt in salts]  # the salt's parts
+        filters = copy_filters(keys, filter_spec(spec), values, parts)
     else:
         filters = BloomEncoder(filter_spec(spec), key).encode_many(values, salts)
     present = np.ones(len(rows), dtype=bool)

@@ -13,9 +13,10 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gateway import copy_kernels, salted_positions
 from gateway.bloom import BloomEncoder
 from gateway.encode import encode_records, salted_filters
-from gateway.hardening import filter_spec, salt_values
+from gateway.hardening import SALT_SEPARATOR, filter_spec, salt_values
 from gateway.mapping import canonical_mapping
 from gateway.pipeline import context_without_policy
 from gateway.pseudonyms import PseudonymMap
@@ -37,6 +38,7 @@ from linkage.corpus import EncodedCorpus, build_corpus
 from linkage.engine import COPIES_BLOCKING, LocalEngine, model_fields, salted_fields
 from policies.clks import EncodedBatch
 from policies.linkage_schema import FieldSpec, LinkageSchema
+from tests.conftest import require
 
 SECRET = LinkageSecret(bytes(range(32)))
 HEADER = ["record_id", "given_name", "family_name", "date_of_birth", "postcode"]
@@ -119,7 +121,8 @@ def test_each_copy_is_the_name_salted_with_its_attribute_and_absent_without_it(
         part = stored[:, copy * 32 : (copy + 1) * 32]
         for row, name in enumerate(values["given_name"]):
             if name is not None and salts[row] is not None:
-                alone = _by_definition(_key("given_name"), spec, salt, name, str(salts[row]))
+                parts = tuple(str(salts[row]).split(SALT_SEPARATOR))
+                alone = _by_definition(_key("given_name"), spec, salt, name, parts)
                 assert part[row].tobytes() == alone
             else:
                 assert not part[row].any()  # never salted with the empty salt
@@ -127,7 +130,9 @@ def test_each_copy_is_the_name_salted_with_its_attribute_and_absent_without_it(
     assert batch.present[:, column].tolist() == expected
 
 
-def _by_definition(field_key: bytes, spec: FieldSpec, kind: str, value: str, salt: str) -> bytes:
+def _by_definition(
+    field_key: bytes, spec: FieldSpec, kind: str, value: str, salt: tuple[str, ...]
+) -> bytes:
     """A copy's filter of one value, one token and one AES block at a time, as the module
     docstring of gateway.salted_positions defines it."""
     keys = {
@@ -137,24 +142,26 @@ def _by_definition(field_key: bytes, spec: FieldSpec, kind: str, value: str, sal
                             ("aes", b"placelink salted copy v1: aes"))
     }  # fmt: skip
     hashed = filter_spec(spec)
-    size = 2 if 65536 % hashed.bits == 0 else 4
-    salt_digest = hmac.digest(keys["salt"], salt.encode(), "sha256")[:16]
+    size = 1 if 256 % hashed.bits == 0 else 2 if 65536 % hashed.bits == 0 else 4
+    salt_digest = bytes(16)
+    for index, part in enumerate(salt):
+        digest = hmac.digest(keys["salt"], bytes([index]) + part.encode(), "sha256")[:16]
+        salt_digest = _xor(salt_digest, digest)
     bits = np.zeros(hashed.bits, dtype=bool)
     for token in set(field_tokens(hashed, value)):
-        base = bytes(
-            a ^ b
-            for a, b in zip(
-                salt_digest, hmac.digest(keys["token"], token.encode(), "sha256")[:16], strict=True
-            )
-        )
+        token_digest = hmac.digest(keys["token"], token.encode(), "sha256")[:16]
+        base = _xor(salt_digest, token_digest)
         stream = b""
         for j in range(-(-size * hashed.hashes // 16)):
-            block = bytes(a ^ b for a, b in zip(base, j.to_bytes(16, "big"), strict=True))
             aes = Cipher(algorithms.AES(keys["aes"]), modes.ECB()).encryptor()
-            stream += aes.update(block) + aes.finalize()
+            stream += aes.update(_xor(base, j.to_bytes(16, "big"))) + aes.finalize()
         for i in range(hashed.hashes):
             bits[int.from_bytes(stream[size * i : size * (i + 1)], "big") % hashed.bits] = True
     return np.packbits(bits, bitorder="big").tobytes()
+
+
+def _xor(a: bytes, b: bytes) -> bytes:
+    return bytes(x ^ y for x, y in zip(a, b, strict=True))
 
 
 def _corpus(rows: list[list[str]]) -> EncodedCorpus:
@@ -250,3 +257,43 @@ def test_the_vectorised_salted_encoding_gives_encode_manys_bytes(
     kept = [None if s is None else v for v, s in pairs]
     assert fast.shape == (len(pairs), 32)
     assert np.array_equal(fast, encoder.encode_many(kept, [s or "" for s in salts]))
+
+
+SALT_PARTS = st.one_of(
+    st.none(),
+    st.tuples(st.sampled_from(["CT9 1AB", "SB1 2DL", "ß"]), st.sampled_from(["smith", "o neil"])),
+)
+
+
+@pytest.mark.parametrize("compiled", [True, False], ids=["numba", "numpy"])
+@settings(max_examples=30, deadline=None)
+@given(
+    people=st.lists(
+        st.tuples(st.one_of(st.none(), st.text(alphabet="abé -", min_size=1, max_size=7)),
+                  SALT_PARTS),
+        max_size=10,
+    ),
+    run=st.integers(1, 40),
+)  # fmt: skip
+def test_both_back_ends_give_the_definitions_bytes_in_runs_of_any_length(
+    people: list[tuple[str | None, tuple[str, str] | None]],
+    run: int,
+    compiled: bool,
+) -> None:
+    if compiled:
+        require(copy_kernels.NUMBA_AVAILABLE, "numba (the compiled salted-copy loops)")
+    spec = default_schema().field("family_name")
+    key, kind = _key("family_name"), "postcode_other_name"
+    values, salts = [v for v, _ in people], [s for _, s in people]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(copy_kernels, "COMPILED", compiled)
+        patch.setattr(salted_positions, "_PAIRS_PER_RUN", run)  # runs of a few pairs
+        filters = salted_positions.copy_filters(
+            salted_positions.copy_keys(key, kind), filter_spec(spec), values, salts
+        )
+    assert filters.shape == (len(people), 32)
+    for row, (value, salt) in enumerate(people):
+        if value is None or salt is None:
+            assert not filters[row].any()
+        else:
+            assert filters[row].tobytes() == _by_definition(key, spec, kind, value, salt)

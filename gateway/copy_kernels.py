@@ -1,0 +1,176 @@
+"""The two loops of salted-copy encoding (:mod:`gateway.salted_positions`), compiled or not.
+
+1. :func:`pair_blocks`: the AES input blocks of every (token, salt) pair of a run of records,
+   ``S(record's salt) XOR T(token) XOR counter_j``, pairs in record order, tokens in slot order.
+2. :func:`set_bits`: the bit positions read from the AES output of those blocks (big-endian
+   words, modulo the filter's bits) set in each record's packed filter.
+
+Between the two, one AES call over the whole run (pyca/cryptography, so AES-NI where the CPU
+has it). numba compiles both loops where it is installed (``placelink[fast]``): a record's
+blocks and bits then never leave the cache, where numpy would gather each pair's digests into
+arrays of a hundred million entries. Without numba the numpy back end makes the same bytes;
+the tests hold the two to it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+try:
+    import numba
+except ImportError:  # pragma: no cover - exercised where numba is absent
+    numba = None  # type: ignore[assignment]
+
+NUMBA_AVAILABLE = numba is not None
+COMPILED = NUMBA_AVAILABLE  # which back end runs (the tests run both)
+U8 = npt.NDArray[np.uint8]
+Ints = npt.NDArray[np.int64]
+Words = npt.NDArray[np.uint64]
+
+
+@dataclass(frozen=True)
+class PairLayout:
+    """Which tokens each record hashes: ``ids[value_row[r]]`` (padding index = the number of
+    tokens; ``value_row`` -1 where the record has no copy), and where its pairs start in a
+    run: record r's pairs are ``offsets[r]`` to ``offsets[r + 1]``."""
+
+    ids: npt.NDArray[np.int32]
+    value_row: npt.NDArray[np.int32]
+    offsets: Ints
+    padding: int
+    counters: Words  # be128(j), j < blocks per pair (:func:`counter_words`)
+
+
+def _pair_blocks_loop(
+    salts: Words,
+    tokens: Words,
+    counters: Words,
+    ids: Any,
+    value_row: Any,
+    offsets: Ints,
+    padding: int,
+    start: int,
+    stop: int,
+    out: Words,
+) -> None:
+    """``out`` (pairs x blocks, 2): for each pair of records ``start``..``stop``, the blocks
+    ``salts[r] ^ tokens[t] ^ counters[j]`` (16-byte rows as two 64-bit words)."""
+    blocks = counters.shape[0]
+    first = offsets[start]
+    for record in range(start, stop):
+        row = value_row[record]
+        if row < 0:
+            continue
+        at = (offsets[record] - first) * blocks
+        salt0, salt1 = salts[record, 0], salts[record, 1]
+        for slot in range(ids.shape[1]):
+            token = ids[row, slot]
+            if token >= padding:
+                continue
+            base0, base1 = salt0 ^ tokens[token, 0], salt1 ^ tokens[token, 1]
+            for j in range(blocks):
+                out[at, 0] = base0 ^ counters[j, 0]
+                out[at, 1] = base1 ^ counters[j, 1]
+                at += 1
+
+
+def _set_bits_loop(
+    stream: U8,
+    offsets: Ints,
+    start: int,
+    stop: int,
+    stride: int,
+    hashes: int,
+    word: int,
+    bits: int,
+    out: U8,
+) -> None:
+    """For each pair of records ``start``..``stop``: ``hashes`` big-endian words of ``word``
+    bytes from its ``stride`` bytes of ``stream``, each modulo ``bits``, set in ``out[r]``."""
+    first = offsets[start]
+    mask = bits - 1 if bits & (bits - 1) == 0 else -1  # a power of two: the modulus is a mask
+    for record in range(start, stop):
+        row = out[record]
+        for pair in range(offsets[record] - first, offsets[record + 1] - first):
+            at = pair * stride
+            for _ in range(hashes):
+                value = np.int64(stream[at])
+                for _byte in range(1, word):
+                    at += 1
+                    value = (value << 8) | np.int64(stream[at])
+                at += 1
+                position = value & mask if mask >= 0 else value % bits
+                row[position >> 3] |= np.uint8(0x80 >> (position & 7))
+
+
+if numba is not None:
+    _compiled_pair_blocks = numba.njit(cache=True, nogil=True)(_pair_blocks_loop)
+    _compiled_set_bits = numba.njit(cache=True, nogil=True)(_set_bits_loop)
+
+
+def counter_words(blocks: int) -> Words:
+    """be128(j) for j < ``blocks``, as rows of two 64-bit words (the hosts' byte order)."""
+    counters = np.zeros((blocks, 16), dtype=np.uint8)
+    counters[:, 12:] = np.arange(blocks, dtype=">u4").view(np.uint8).reshape(blocks, 4)
+    return counters.view(np.uint64)
+
+
+def pair_blocks(
+    salts: U8, tokens: U8, layout: PairLayout, start: int, stop: int, out: Words
+) -> int:
+    """Write into ``out`` (rows of two 64-bit words, one per block) the AES input of records
+    ``start``..``stop``: ``blocks`` (the rows of ``counters``) blocks per pair. Returns the
+    number of blocks written."""
+    blocks = int(layout.counters.shape[0])
+    pairs = int(layout.offsets[stop] - layout.offsets[start])
+    salt_words, token_words = salts.view(np.uint64), tokens.view(np.uint64)
+    if COMPILED:
+        _compiled_pair_blocks(
+            salt_words, token_words, layout.counters, layout.ids, layout.value_row,
+            layout.offsets, layout.padding, start, stop, out,
+        )  # fmt: skip
+    else:
+        rows, token = _pairs(layout, start, stop)
+        plain = (salt_words[rows] ^ token_words[token])[:, None, :] ^ layout.counters[None]
+        out[: pairs * blocks] = plain.reshape(-1, 2)
+    return pairs * blocks
+
+
+def _pairs(layout: PairLayout, start: int, stop: int) -> tuple[Ints, Ints]:
+    """The record and the token of each pair of records ``start``..``stop``, in pair order."""
+    value_row = layout.value_row[start:stop]
+    held = np.flatnonzero(value_row >= 0)
+    ids = layout.ids[value_row[held]]
+    which, slot = np.nonzero(ids < layout.padding)
+    return held[which] + start, ids[which, slot].astype(np.int64)
+
+
+def set_bits(
+    stream: U8,
+    layout: PairLayout,
+    start: int,
+    stop: int,
+    *,
+    stride: int,
+    hashes: int,
+    word: int,
+    bits: int,
+    out: U8,
+) -> None:
+    """Set in ``out`` (packed filters, one row per record) the positions that ``stream`` (the
+    AES output of :func:`pair_blocks`: ``stride`` bytes per pair) gives each pair of records
+    ``start``..``stop``."""
+    if COMPILED:
+        _compiled_set_bits(stream, layout.offsets, start, stop, stride, hashes, word, bits, out)
+        return
+    rows, _ = _pairs(layout, start, stop)
+    dtype = np.dtype({1: "u1", 2: ">u2", 4: ">u4"}[word])
+    words = stream[: len(rows) * stride].view(dtype).reshape(len(rows), stride // word)
+    positions = words[:, :hashes].astype(np.int64) % bits
+    flags = np.zeros((stop - start, bits), dtype=np.bool_)
+    flags[(rows - start)[:, None], positions] = True
+    out[start:stop] |= np.packbits(flags, axis=1, bitorder="big")

@@ -14,19 +14,21 @@ the tests hold the two to it.
 
 from __future__ import annotations
 
+import importlib.util
+import threading
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-try:
-    import numba
-except ImportError:  # pragma: no cover - exercised where numba is absent
-    numba = None  # type: ignore[assignment]
-
-NUMBA_AVAILABLE = numba is not None
-COMPILED = NUMBA_AVAILABLE  # which back end runs (the tests run both)
+NUMBA_AVAILABLE = importlib.util.find_spec("numba") is not None
+COMPILED = NUMBA_AVAILABLE  # whether the compiled back end may run (the tests run both)
+# Loading the compiled loops costs about 0.5 s of CPU; numpy's loops cost about 2 us more a
+# record per copy (bench/encode.py), so from about this many records the loading pays.
+COMPILED_FROM_RECORDS = 200_000
+_LOADING = threading.Lock()
+_loops: tuple[Any, Any] | None = None  # the compiled loops, once loaded
 U8 = npt.NDArray[np.uint8]
 Ints = npt.NDArray[np.int64]
 Words = npt.NDArray[np.uint64]
@@ -43,6 +45,7 @@ class PairLayout:
     offsets: Ints
     padding: int
     counters: Words  # be128(j), j < blocks per pair (:func:`counter_words`)
+    compiled: bool = False  # run the compiled loops (:func:`use_compiled`)
 
 
 def _pair_blocks_loop(
@@ -107,9 +110,47 @@ def _set_bits_loop(
                 row[position >> 3] |= np.uint8(0x80 >> (position & 7))
 
 
-if numba is not None:
-    _compiled_pair_blocks = numba.njit(cache=True, nogil=True)(_pair_blocks_loop)
-    _compiled_set_bits = numba.njit(cache=True, nogil=True)(_set_bits_loop)
+def compiled_loops() -> tuple[Any, Any]:
+    """The two loops compiled by numba (loaded from numba's cache after the first run), made
+    on first use: importing numba and loading its code takes about half a second, so an
+    encoder that will fork loads them first (:func:`load_in_background`), and the child
+    inherits them."""
+    global _loops
+    with _LOADING:
+        if _loops is None:
+            import numba
+
+            loops = (
+                numba.njit(cache=True, nogil=True)(_pair_blocks_loop),
+                numba.njit(cache=True, nogil=True)(_set_bits_loop),
+            )
+            _warm(*loops)
+            _loops = loops
+        return _loops
+
+
+def _warm(pair_blocks_loop: Any, set_bits_loop: Any) -> None:
+    """Call each loop once on one record, which loads (or compiles) its machine code."""
+    layout = PairLayout(np.zeros((1, 1), np.int32), np.zeros(1, np.int32),
+                        np.array([0, 1]), 1, counter_words(1))  # fmt: skip
+    blocks = np.zeros((1, 2), dtype=np.uint64)
+    pair_blocks_loop(blocks, blocks, layout.counters, layout.ids, layout.value_row,
+                     layout.offsets, layout.padding, 0, 1, blocks)  # fmt: skip
+    filters = np.zeros((1, 32), dtype=np.uint8)
+    set_bits_loop(blocks.view(np.uint8).reshape(-1), layout.offsets, 0, 1, 16, 1, 1, 256, filters)
+
+
+def use_compiled(records: int) -> bool:
+    """Whether a batch of ``records`` runs the compiled loops: where numba is installed, for
+    a batch large enough to pay for loading them, or once they are loaded."""
+    return COMPILED and (_loops is not None or records >= COMPILED_FROM_RECORDS)
+
+
+def load_in_background() -> None:
+    """Start loading the compiled loops in a thread (where numba is installed), to overlap
+    it with reading the input; :func:`compiled_loops` waits for it."""
+    if COMPILED and _loops is None:
+        threading.Thread(target=compiled_loops, name="numba-load", daemon=True).start()
 
 
 def counter_words(blocks: int) -> Words:
@@ -128,8 +169,8 @@ def pair_blocks(
     blocks = int(layout.counters.shape[0])
     pairs = int(layout.offsets[stop] - layout.offsets[start])
     salt_words, token_words = salts.view(np.uint64), tokens.view(np.uint64)
-    if COMPILED:
-        _compiled_pair_blocks(
+    if layout.compiled:
+        compiled_loops()[0](
             salt_words, token_words, layout.counters, layout.ids, layout.value_row,
             layout.offsets, layout.padding, start, stop, out,
         )  # fmt: skip
@@ -164,8 +205,8 @@ def set_bits(
     """Set in ``out`` (packed filters, one row per record) the positions that ``stream`` (the
     AES output of :func:`pair_blocks`: ``stride`` bytes per pair) gives each pair of records
     ``start``..``stop``."""
-    if COMPILED:
-        _compiled_set_bits(stream, layout.offsets, start, stop, stride, hashes, word, bits, out)
+    if layout.compiled:
+        compiled_loops()[1](stream, layout.offsets, start, stop, stride, hashes, word, bits, out)
         return
     rows, _ = _pairs(layout, start, stop)
     dtype = np.dtype({1: "u1", 2: ">u2", 4: ">u4"}[word])

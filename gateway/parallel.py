@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from gateway.copy_kernels import compiled_loops, use_compiled
 from gateway.encode import EncodedColumns, EncodingContext, encode_fields
 from gateway.hardening import SALT_SOURCES
 from gateway.mapping import ColumnMapping
@@ -46,6 +47,7 @@ from policies.linkage_schema import OTHER_NAME, OTHER_NAME_SALT, FieldSpec
 MIN_ROWS_TO_FORK = 20_000
 _SAMPLE_ROWS = 5_000
 _ROWS_PER_DISTINCT = 25  # rows that cost as much as one distinct value (measured: bench/)
+_COPY_ROWS_PER_DISTINCT = 5  # salted-copy rows that cost as much (each row is hashed)
 
 
 @dataclass(frozen=True)
@@ -162,13 +164,16 @@ def _shared_columns(context: EncodingContext, count: int) -> EncodedColumns:
     return out
 
 
-def _costliest_first(columns: Columns, count: int, mapping: ColumnMapping) -> list[str]:
+def _costliest_first(
+    columns: Columns, count: int, mapping: ColumnMapping, fields: tuple[FieldSpec, ...] = ()
+) -> list[str]:
     """The fields by their work, the costliest first. The work of a field is mostly one
     normalising and encoding per distinct value, plus a little per row; the number of distinct
     values in the whole column is estimated from the first rows by the bias-corrected Chao1
     estimator (distinct values, plus those seen once squared over twice those seen twice), so
     that a column of few values that repeat (dates of birth) ranks below one of many
-    (NHS numbers), though both look alike in a small sample."""
+    (NHS numbers), though both look alike in a small sample. A field stored as salted copies
+    (``fields``) is hashed row by row as well, each copy."""
     names = [n for n in mapping.columns if n != "record_id"]
     cost = {}
     for name in names:
@@ -177,6 +182,9 @@ def _costliest_first(columns: Columns, count: int, mapping: ColumnMapping) -> li
         twice = sum(1 for times in seen.values() if times == 2)
         distinct = len(seen) + once * (once - 1) / (2 * (twice + 1))
         cost[name] = min(distinct, count) + count / _ROWS_PER_DISTINCT
+    for spec in fields:  # a salted copy is made row by row, not per distinct value
+        if spec.name in cost:
+            cost[spec.name] += count * len(spec.salts) / _COPY_ROWS_PER_DISTINCT
     return sorted(names, key=cost.__getitem__, reverse=True)
 
 
@@ -205,7 +213,9 @@ def normalise_and_encode(
         )
         return records, encode_fields(records, context.fields, secret=secret, context=context)
     forking = multiprocessing.get_context("fork")
-    order = _costliest_first(columns, count, mapping)
+    if use_compiled(count) and any(spec.salts for spec in context.fields):
+        compiled_loops()  # loaded once, here, and inherited by the child
+    order = _costliest_first(columns, count, mapping, context.fields)
     shared = _shared_columns(context, count)
     job = _Job(columns, count, mapping, secret, context, today, where, None, order,
                forking.Value("i", 0), shared)  # fmt: skip

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from gateway.copy_kernels import COMPILED_FROM_RECORDS, load_in_background
 from gateway.encode import EncodingContext, assemble_batch
 from gateway.mapping import ColumnMapping, canonical_mapping, load_mapping
 from gateway.parallel import normalise_and_encode
@@ -99,6 +100,8 @@ def encode_csv(
 ) -> EncodeResult:
     """Read one CSV through its mapping (identity for canonical CSVs) and encode it; with
     ``workers=2`` two processes share the fields (same bytes, see :mod:`gateway.parallel`)."""
+    if any(spec.salts for spec in context.fields) and _holds_many_records(input_path):
+        load_in_background()  # the compiled loops of salted copies, while the file is read
     with cyclic_gc_paused():
         mapping, columns, count = _read_mapped(input_path, mapping_path)
         records, encoded = normalise_and_encode(
@@ -117,6 +120,12 @@ def encode_csv(
         return EncodeResult(
             batch=batch, report=records.report, source=mapping.source or input_path.stem
         )
+
+
+def _holds_many_records(path: Path) -> bool:
+    """Whether a CSV file is large enough (at some 90 bytes a record) for the compiled loops
+    of salted copies to pay for their loading (:data:`COMPILED_FROM_RECORDS`)."""
+    return path.is_file() and path.stat().st_size >= 90 * COMPILED_FROM_RECORDS
 
 
 def check_csv(

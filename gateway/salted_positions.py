@@ -38,7 +38,7 @@ import numpy.typing as npt
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from gateway.codebook import CodedColumn, NormalValue, distinct
-from gateway.copy_kernels import PairLayout, counter_words, pair_blocks, set_bits
+from gateway.copy_kernels import PairLayout, counter_words, pair_blocks, set_bits, use_compiled
 from gateway.prf import KeyedHash
 from gateway.tokenise import token_ids
 from policies.linkage_schema import FieldSpec
@@ -80,16 +80,16 @@ def record_salts(key: bytes, parts: Sequence[CodedColumn]) -> tuple[U8, Bools]:
     (a part's code book holds strings, None where the part is missing)."""
     count = len(parts[0].rows)
     keyed = KeyedHash(key, "sha256")
-    salts = np.zeros((count, 16), dtype=np.uint8)
+    salts = np.zeros((count, 2), dtype=np.uint64)  # 16 bytes a row, as two words
     held = np.ones(count, dtype=np.bool_)
     for index, part in enumerate(parts):
-        missing = np.array([value is None for value in part.values], dtype=np.bool_)
+        missing = np.fromiter((v is None for v in part.values), np.bool_, len(part.values))
         texts = [str(value) for value in part.values if value is not None]
-        table = np.zeros((len(part.values), 16), dtype=np.uint8)
-        table[~missing] = _digests(keyed, bytes([index]), texts)
-        salts ^= table[part.rows]
-        held &= ~missing[part.rows]
-    return salts, held
+        table = np.zeros((len(part.values), 2), dtype=np.uint64)
+        table[~missing] = _digests(keyed, bytes([index]), texts).view(np.uint64)
+        salts ^= table.take(part.rows, axis=0)
+        held &= ~missing.take(part.rows)
+    return salts.view(np.uint8), held
 
 
 def pair_layout(
@@ -108,7 +108,8 @@ def pair_layout(
     offsets = np.zeros(len(value_row) + 1, dtype=np.int64)
     np.cumsum(counts, out=offsets[1:])
     layout = PairLayout(
-        ids.astype(np.int32), value_row, offsets, len(vocabulary), counter_words(blocks)
+        ids.astype(np.int32), value_row, offsets, len(vocabulary), counter_words(blocks),
+        compiled=use_compiled(len(value_row)),
     )
     return vocabulary, layout
 

@@ -287,6 +287,7 @@ def test_both_back_ends_give_the_definitions_bytes_in_runs_of_any_length(
     values, salts = [v for v, _ in people], [s for _, s in people]
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(copy_kernels, "COMPILED", compiled)
+        patch.setattr(copy_kernels, "COMPILED_FROM_RECORDS", 0)  # compiled for a small batch too
         patch.setattr(salted_positions, "_PAIRS_PER_RUN", run)  # runs of a few pairs
         filters = salted_positions.copy_filters(
             salted_positions.copy_keys(key, kind), filter_spec(spec), values, salts

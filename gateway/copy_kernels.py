@@ -91,9 +91,11 @@ def _set_bits_loop(
     word: int,
     bits: int,
     out: U8,
+    column: int,
 ) -> None:
     """For each pair of records ``start``..``stop``: ``hashes`` big-endian words of ``word``
-    bytes from its ``stride`` bytes of ``stream``, each modulo ``bits``, set in ``out[r]``."""
+    bytes from its ``stride`` bytes of ``stream``, each modulo ``bits``, set in ``out[r]``
+    from byte ``column`` on."""
     first = offsets[start]
     mask = bits - 1 if bits & (bits - 1) == 0 else -1  # a power of two: the modulus is a mask
     for record in range(start, stop):
@@ -107,7 +109,7 @@ def _set_bits_loop(
                     value = (value << 8) | np.int64(stream[at])
                 at += 1
                 position = value & mask if mask >= 0 else value % bits
-                row[position >> 3] |= np.uint8(0x80 >> (position & 7))
+                row[column + (position >> 3)] |= np.uint8(0x80 >> (position & 7))
 
 
 def compiled_loops() -> tuple[Any, Any]:
@@ -137,7 +139,9 @@ def _warm(pair_blocks_loop: Any, set_bits_loop: Any) -> None:
     pair_blocks_loop(blocks, blocks, layout.counters, layout.ids, layout.value_row,
                      layout.offsets, layout.padding, 0, 1, blocks)  # fmt: skip
     filters = np.zeros((1, 32), dtype=np.uint8)
-    set_bits_loop(blocks.view(np.uint8).reshape(-1), layout.offsets, 0, 1, 16, 1, 1, 256, filters)
+    set_bits_loop(
+        blocks.view(np.uint8).reshape(-1), layout.offsets, 0, 1, 16, 1, 1, 256, filters, 0
+    )
 
 
 def use_compiled(records: int) -> bool:
@@ -201,12 +205,14 @@ def set_bits(
     word: int,
     bits: int,
     out: U8,
+    column: int = 0,
 ) -> None:
-    """Set in ``out`` (packed filters, one row per record) the positions that ``stream`` (the
-    AES output of :func:`pair_blocks`: ``stride`` bytes per pair) gives each pair of records
-    ``start``..``stop``."""
+    """Set in ``out`` (packed filters, one row per record, from byte ``column`` on) the
+    positions that ``stream`` (the AES output of :func:`pair_blocks`: ``stride`` bytes per
+    pair) gives each pair of records ``start``..``stop``."""
     if layout.compiled:
-        compiled_loops()[1](stream, layout.offsets, start, stop, stride, hashes, word, bits, out)
+        loop = compiled_loops()[1]
+        loop(stream, layout.offsets, start, stop, stride, hashes, word, bits, out, column)
         return
     rows, _ = _pairs(layout, start, stop)
     dtype = np.dtype({1: "u1", 2: ">u2", 4: ">u4"}[word])
@@ -214,4 +220,4 @@ def set_bits(
     positions = words[:, :hashes].astype(np.int64) % bits
     flags = np.zeros((stop - start, bits), dtype=np.bool_)
     flags[(rows - start)[:, None], positions] = True
-    out[start:stop] |= np.packbits(flags, axis=1, bitorder="big")
+    out[start:stop, column : column + bits // 8] |= np.packbits(flags, axis=1, bitorder="big")

@@ -88,12 +88,16 @@ def encode_fields(
     *,
     secret: LinkageSecret,
     context: EncodingContext,
+    into: EncodedColumns | None = None,
 ) -> EncodedColumns:
-    """Encode the given fields of normalised records (a missing field encodes as absent)."""
+    """Encode the given fields of normalised records (a missing field encodes as absent).
+    With ``into`` (zeroed arrays, e.g. shared memory), fields with salted copies are written
+    straight into its arrays, which the result then holds."""
     out = EncodedColumns()
     for spec in fields:
         if spec.salts:
-            filters, present = _encode_copies(records, spec, secret, context)
+            target = into.values.get(spec.name) if into is not None else None
+            filters, present = _encode_copies(records, spec, secret, context, into=target)
         else:
             filters, present = _encode_field(records, spec, secret, context)
         out.values[spec.name], out.present[spec.name] = filters, present
@@ -144,20 +148,35 @@ def salted_filters(
 
 
 def _encode_copies(
-    records: NormalisedRecords, spec: FieldSpec, secret: LinkageSecret, ctx: EncodingContext
+    records: NormalisedRecords,
+    spec: FieldSpec,
+    secret: LinkageSecret,
+    ctx: EncodingContext,
+    *,
+    into: U8 | None = None,
 ) -> tuple[U8, npt.NDArray[np.bool_]]:
     """A field with a list of salts: one copy per salt, side by side (positions of salted
-    tokens: :mod:`gateway.salted_positions`); a copy whose salt is missing is all-zero.
-    Present: the value and at least one salt are."""
+    tokens: :mod:`gateway.salted_positions`), in ``into`` when given (zeroed); a copy whose
+    salt is missing is all-zero. Present: the value and at least one salt are."""
     key, value = _field_key(spec, secret, ctx), records.coded_column(spec.name)
-    hashed = filter_spec(spec)
-    copies, present = [], np.zeros(len(records), dtype=bool)
-    for salt in spec.salts:
-        parts = salt_parts(salt, spec.name, records.coded_column)
-        filters, held = coded_copy_filters(copy_keys(key, salt), hashed, value, parts)
-        copies.append(transform(filters, held, spec.copy_spec(salt), key, records.record_ids))
+    hashed, width = filter_spec(spec), spec.copy_bytes
+    out = np.zeros((len(records), spec.nbytes), dtype=np.uint8) if into is None else into
+    present = np.zeros(len(records), dtype=bool)
+    for copy, salt in enumerate(spec.salts):
+        parts, keys, stored = (
+            salt_parts(salt, spec.name, records.coded_column),
+            copy_keys(key, salt),
+            spec.copy_spec(salt),
+        )
+        if stored.blip or stored.xor_fold or stored.balance:  # a stored form of its own
+            filters, held = coded_copy_filters(keys, hashed, value, parts)
+            out[:, copy * width : (copy + 1) * width] = transform(
+                filters, held, stored, key, records.record_ids
+            )
+        else:  # the hashed filter is what is stored: written in place
+            _, held = coded_copy_filters(keys, hashed, value, parts, out=out, column=copy * width)
         present |= held
-    return np.ascontiguousarray(np.concatenate(copies, axis=1)), present
+    return out, present
 
 
 def assemble_batch(

@@ -111,7 +111,9 @@ def _part(job: _Job, names: list[str]) -> Part:
         record_ids=record_ids,
         expand=_values_kept(job.context),
     )
-    encoded = encode_fields(records, fields, secret=job.secret, context=job.context)
+    encoded = encode_fields(
+        records, fields, secret=job.secret, context=job.context, into=job.shared
+    )
     wanted = {attribute.field for attribute in job.context.attributes}
     return encoded, records.report, {k: v for k, v in records.values.items() if k in wanted}
 
@@ -137,7 +139,8 @@ def _child() -> tuple[list[str], dict[str, FieldReport], dict[str, list[NormalVa
     assert _JOB is not None, "the job is set before the fork"
     encoded, report, values = _take_turns(_JOB)
     for name, filters in encoded.values.items():
-        _JOB.shared.values[name][:] = filters
+        if filters is not _JOB.shared.values[name]:  # salted copies are written there already
+            _JOB.shared.values[name][:] = filters
         _JOB.shared.present[name][:] = encoded.present[name]
     return list(encoded.values), report, values
 

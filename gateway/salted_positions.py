@@ -108,7 +108,11 @@ def pair_layout(
     offsets = np.zeros(len(value_row) + 1, dtype=np.int64)
     np.cumsum(counts, out=offsets[1:])
     layout = PairLayout(
-        ids.astype(np.int32), value_row, offsets, len(vocabulary), counter_words(blocks),
+        ids.astype(np.int32),
+        value_row,
+        offsets,
+        len(vocabulary),
+        counter_words(blocks),
         compiled=use_compiled(len(value_row)),
     )
     return vocabulary, layout
@@ -126,11 +130,19 @@ def _runs(offsets: npt.NDArray[np.int64]) -> list[tuple[int, int]]:
 
 
 def coded_copy_filters(
-    keys: dict[str, bytes], spec: FieldSpec, value: CodedColumn, parts: Sequence[CodedColumn]
+    keys: dict[str, bytes],
+    spec: FieldSpec,
+    value: CodedColumn,
+    parts: Sequence[CodedColumn],
+    *,
+    out: U8 | None = None,
+    column: int = 0,
 ) -> tuple[U8, Bools]:
     """Packed filters (``bits`` wide), one row per record, of a field's values (a code book)
     salted with its salt's ``parts`` (code books of strings); and which records hold a copy.
-    A record holds none (an all-zero row) where the value or any part of the salt is missing."""
+    A record holds none (an all-zero row) where the value or any part of the salt is missing.
+    With ``out`` (all zero there), the filters are written into it from byte ``column`` on
+    (the field's row of copies: no array of its own per copy), and ``out`` is returned."""
     count = len(value.rows)
     salts, held = record_salts(keys["salt"], parts)
     held &= value.present()
@@ -140,7 +152,7 @@ def coded_copy_filters(
     tokens = np.zeros((len(vocabulary), 16), dtype=np.uint8)
     if vocabulary:
         tokens = _digests(KeyedHash(keys["token"], "sha256"), b"", vocabulary)
-    filters = np.zeros((count, spec.bits // 8), dtype=np.uint8)
+    filters = np.zeros((count, spec.bits // 8), dtype=np.uint8) if out is None else out
     runs = _runs(layout.offsets)
     longest = max((int(layout.offsets[b] - layout.offsets[a]) for a, b in runs), default=0)
     plain = np.empty((longest * blocks, 2), dtype=np.uint64)
@@ -153,7 +165,7 @@ def coded_copy_filters(
         if written:
             aes.update_into(plain_bytes[: 16 * written].data, stream.data)
         set_bits(stream, layout, start, stop, stride=16 * blocks, hashes=spec.hashes,
-                 word=word, bits=spec.bits, out=filters)  # fmt: skip
+                 word=word, bits=spec.bits, out=filters, column=column)  # fmt: skip
     return filters, held
 
 

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from gateway import copy_kernels, salted_positions
 from gateway.bloom import BloomEncoder
+from gateway.codebook import CodedColumn
 from gateway.encode import encode_records, salted_filters
 from gateway.hardening import SALT_SEPARATOR, filter_spec, salt_values
 from gateway.mapping import canonical_mapping
@@ -289,9 +290,14 @@ def test_both_back_ends_give_the_definitions_bytes_in_runs_of_any_length(
         patch.setattr(copy_kernels, "COMPILED", compiled)
         patch.setattr(copy_kernels, "COMPILED_FROM_RECORDS", 0)  # compiled for a small batch too
         patch.setattr(salted_positions, "_PAIRS_PER_RUN", run)  # runs of a few pairs
-        filters = salted_positions.copy_filters(
-            salted_positions.copy_keys(key, kind), filter_spec(spec), values, salts
+        keys = salted_positions.copy_keys(key, kind)
+        filters = salted_positions.copy_filters(keys, filter_spec(spec), values, salts)
+        side_by_side = np.zeros((len(people), 64), dtype=np.uint8)  # written in place, as copy 2
+        parts = [CodedColumn.of([None if s is None else s[i] for s in salts]) for i in (0, 1)]
+        salted_positions.coded_copy_filters(
+            keys, filter_spec(spec), CodedColumn.of(values), parts, out=side_by_side, column=32
         )
+    assert np.array_equal(side_by_side[:, 32:], filters) and not side_by_side[:, :32].any()
     assert filters.shape == (len(people), 32)
     for row, (value, salt) in enumerate(people):
         if value is None or salt is None:

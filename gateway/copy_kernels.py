@@ -24,9 +24,10 @@ import numpy.typing as npt
 
 NUMBA_AVAILABLE = importlib.util.find_spec("numba") is not None
 COMPILED = NUMBA_AVAILABLE  # whether the compiled back end may run (the tests run both)
-# Loading the compiled loops costs about 0.5 s of CPU; numpy's loops cost about 2 us more a
-# record per copy (bench/encode.py), so from about this many records the loading pays.
-COMPILED_FROM_RECORDS = 200_000
+# Loading the compiled loops costs about 0.6 s of CPU; numpy's loops cost about 2 us more a
+# record per copy (8 us for the default schema's four copies; measured at a million records),
+# so from about this many records the loading pays.
+COMPILED_FROM_RECORDS = 80_000
 _LOADING = threading.Lock()
 _loops: tuple[Any, Any] | None = None  # the compiled loops, once loaded
 U8 = npt.NDArray[np.uint8]

@@ -197,7 +197,7 @@ def pattern_weights(model: FittedModel, patterns: Levels, *, bounded: bool = Tru
     itself reads the joint tables unbounded), and a dependent group without one counts once,
     as its strongest present member. Salted fields follow :func:`_salt_unsure`; names that
     may be swapped count nothing (:func:`_maybe_swapped`)."""
-    patterns = _swap_masked(model, patterns)
+    patterns = swap_masked(model, patterns)
     parts = model.contributions(patterns)
     unsure = _salt_unsure(model, patterns)
     kept = parts.copy()
@@ -250,8 +250,9 @@ def _maybe_swapped(model: FittedModel, patterns: Levels) -> npt.NDArray[np.bool_
     return swapped
 
 
-def _swap_masked(model: FittedModel, patterns: Levels) -> Levels:
-    """The patterns with both names missing where :func:`_maybe_swapped` holds."""
+def swap_masked(model: FittedModel, patterns: Levels) -> Levels:
+    """The patterns with both names missing where :func:`_maybe_swapped` holds (what the
+    weights read; :mod:`linkage.explain` shows the names' weights so)."""
     swapped = _maybe_swapped(model, patterns)
     if not swapped.any():
         return patterns

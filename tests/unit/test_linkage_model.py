@@ -23,7 +23,8 @@ from linkage.classify import DEFAULT_MODELS, FieldModel
 from linkage.cluster import average_linkage_clusters, connected_components, entity_ids
 from linkage.compare import MISSING, comparison_levels
 from linkage.corpus import EncodedCorpus, build_corpus
-from linkage.engine import LocalEngine, PreviousLinkage, model_fields
+from linkage.engine import COPIES_BLOCKING, LinkResult, LocalEngine, PreviousLinkage, model_fields
+from linkage.explain import explain_pair
 from linkage.fellegi_sunter import (
     FittedModel,
     estimate_model,
@@ -229,6 +230,10 @@ def test_encoded_swapped_names_at_one_birth_date_and_postcode_weigh_as_missing_n
     no_names = levels.copy()
     no_names[0, [fields.index("given_name"), fields.index("family_name")]] = MISSING
     assert model.weights(levels)[0] == pytest.approx(model.weights(no_names)[0])
+    result = LinkResult(["e0", "e1"], 1, 0, {1: 2}, model=model)
+    shown = explain_pair(corpus, result, (0, 1), COPIES_BLOCKING)
+    names = [e.weight for e in shown.fields if e.field in ("given_name", "family_name")]
+    assert names == [0.0, 0.0] and shown.total == pytest.approx(model.weights(levels)[0])
 
 
 def test_salted_names_learn_m_and_u_among_pairs_whose_birth_dates_agree() -> None:

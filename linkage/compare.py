@@ -8,6 +8,8 @@ missing on either side gives NaN (no evidence) and the level :data:`MISSING`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import numpy.typing as npt
 
@@ -18,6 +20,13 @@ from linkage.kernels import as_words, pair_dice
 
 CHUNK = 262_144
 MISSING = -1  # the agreement level of a field missing on either side
+# Dice at or above which two copies of a name salted with the other name are taken to share
+# their salt. Filters of unrelated salts are unrelated: about half full (docs/formats.md), their
+# Dice centres near 0.42; over FEBRL4's candidate pairs of differing postcodes (157,000-216,000
+# per secret, ten secrets) given names never reached 0.70 and family names did in 0 to 12 pairs
+# (at most 0.744), while a name with a typo under an equal salt keeps 0.7-0.95. Thresholds of
+# 0.75 and 0.8 measured F1 0.0001-0.0004 lower (docs/attacks.md).
+SALT_AGREEMENT_DICE = 0.7
 Floats = npt.NDArray[np.float64]
 Levels = npt.NDArray[np.int8]  # (pairs, fields): level index, or MISSING
 
@@ -74,43 +83,69 @@ def _equal_rows(column: FieldColumn, pairs: Pairs) -> npt.NDArray[np.bool_]:
 
 
 def copies_similarity(
-    corpus: EncodedCorpus, name: str, pairs: Pairs, copy_sims: list[Floats]
+    corpus: EncodedCorpus, name: str, pairs: Pairs, copy_similarity: Callable[[str], Floats]
 ) -> Floats:
     """A field with copies (one per salt): the similarity of its first copy whose salt agrees
     (equal filters of the salt's field) and that both records hold; NaN where none does.
+    ``copy_similarity`` gives the Dice of any copy column (``corpus.copy_name``) on ``pairs``.
 
     Two copies whose salts both agree hold the same value salted twice; the first counts, once.
-    A copy salted with the other name too counts only where the other name's copy so salted is
-    equal as well (``copy_partners``): both names equal. Where the salt's field is not in the
-    corpus (the policy does not encode it), a copy counts wherever both records hold it."""
+    A copy salted with the other name too (``copy_partners``) is read by
+    :func:`other_name_salted_similarity`. Where the salt's field is not in the corpus (the
+    policy does not encode it), a copy counts wherever both records hold it."""
     out = np.full(len(pairs), np.nan)
     partners = corpus.copy_partners.get(name, ())
-    for copy, similarity in enumerate(copy_sims):
-        salt_field = corpus.salt_fields[name][copy]
+    for copy, salt_field in enumerate(corpus.salt_fields[name]):
+        similarity = copy_similarity(corpus.copy_name(name, copy))
+        partner = partners[copy] if copy < len(partners) else ""
+        if partner:
+            similarity = other_name_salted_similarity(similarity, copy_similarity(partner))
         usable = ~np.isnan(similarity) & np.isnan(out)
         if salt_field in corpus.fields:
             usable &= _equal_rows(corpus.fields[salt_field], pairs)
-        partner = partners[copy] if copy < len(partners) else ""
-        if partner:
-            usable &= _equal_rows(corpus.copy_columns[partner], pairs)
         out[usable] = similarity[usable]
     return out
 
 
-def _copy_similarities(corpus: EncodedCorpus, name: str, pairs: Pairs) -> list[Floats]:
-    columns = [
-        corpus.copy_columns[corpus.copy_name(name, k)] for k in range(len(corpus.salt_fields[name]))
-    ]
-    return [_field_similarity(c, pairs, popcounts(c.values)) for c in columns]
+def other_name_salted_similarity(own: Floats, partner: Floats) -> Floats:
+    """A name's copy salted with the other name (and the postcode), read where the postcodes
+    agree, from its Dice (``own``) and that of the other name's copy so salted (``partner``).
+
+    Filters of unrelated salts are unrelated, and their Dice stays under
+    :data:`SALT_AGREEMENT_DICE`. So ``own`` at or above it says the salts agree, the other
+    names are equal, and ``own`` compares this name; ``partner`` at or above it says the other
+    name's salt agrees, which holds this name in full: equal (1.0). Where neither does, one
+    name differs and nothing says which: NaN (missing, never a disagreement)."""
+    own_agrees = np.nan_to_num(own, nan=-1.0) >= SALT_AGREEMENT_DICE
+    partner_agrees = np.nan_to_num(partner, nan=-1.0) >= SALT_AGREEMENT_DICE
+    return np.where(own_agrees, own, np.where(partner_agrees & ~np.isnan(own), 1.0, np.nan))
+
+
+def _memoised(similarity: Callable[[str], Floats]) -> Callable[[str], Floats]:
+    """``similarity`` of a copy column, each column computed once (a name's copy is read again
+    as the other name's partner)."""
+    done: dict[str, Floats] = {}
+
+    def once(column_name: str) -> Floats:
+        if column_name not in done:
+            done[column_name] = similarity(column_name)
+        return done[column_name]
+
+    return once
 
 
 def similarities(corpus: EncodedCorpus, pairs: Pairs) -> dict[str, Floats]:
     """Per-field similarity of each candidate pair, in [0, 1] or NaN."""
     result = {}
+
+    def dice_of(column_name: str) -> Floats:
+        column = corpus.copy_columns[column_name]
+        return _field_similarity(column, pairs, popcounts(column.values))
+
+    copy_similarity = _memoised(dice_of)
     for name, column in corpus.fields.items():
         if name in corpus.salt_fields:
-            copy_sims = _copy_similarities(corpus, name, pairs)
-            result[name] = copies_similarity(corpus, name, pairs, copy_sims)
+            result[name] = copies_similarity(corpus, name, pairs, copy_similarity)
             continue
         counts = popcounts(column.values) if column.encoding == "bloom" else None
         result[name] = _field_similarity(column, pairs, counts)
@@ -141,11 +176,10 @@ class PairComparer:
 
     def levels(self, pairs: Pairs) -> Levels:
         out = np.empty((len(pairs), len(self.fields)), dtype=np.int8)
+        copy_similarity = _memoised(lambda column_name: self._similarity(column_name, pairs))
         for index, name in enumerate(self.fields):
             if name in self.corpus.salt_fields:
-                copies = range(len(self.corpus.salt_fields[name]))
-                sims = [self._similarity(self.corpus.copy_name(name, k), pairs) for k in copies]
-                similarity = copies_similarity(self.corpus, name, pairs, sims)
+                similarity = copies_similarity(self.corpus, name, pairs, copy_similarity)
             else:
                 similarity = self._similarity(name, pairs)
             level = self.models[name].levels(np.nan_to_num(similarity, nan=-1.0))

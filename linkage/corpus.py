@@ -33,7 +33,7 @@ class EncodedCorpus:
     # Fields stored as copies, one per salt (schema ``salt: [...]``): field -> per copy, the
     # field whose equal filters say that two records' salts agree (LinkageSchema.salt_fields).
     salt_fields: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    # Per copy, another copy that must be byte-equal too ('' for none): LinkageSchema.copy_partners.
+    # Per copy, the copy whose salt holds this field ('' for none): LinkageSchema.copy_partners.
     copy_partners: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def __len__(self) -> int:

@@ -23,6 +23,7 @@ from linkage.classify import DEFAULT_MODELS
 from linkage.compare import MISSING, PairComparer, similarities
 from linkage.corpus import EncodedCorpus
 from linkage.engine import LinkResult, model_fields
+from linkage.fellegi_sunter import swap_masked
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,7 @@ def explain_pair(
     fields = model_fields(corpus)
     levels = PairComparer(corpus, fields, DEFAULT_MODELS).levels(pair)
     similarity = similarities(corpus, pair)
-    parts = model.contributions(levels)[0]
+    parts = model.contributions(swap_masked(model, levels))[0]  # possible swaps: names 0
     evidence = []
     for index, name in enumerate(fields):
         level, spec = int(levels[0, index]), model.models[index]
@@ -113,7 +114,8 @@ def format_explanation(explanation: PairExplanation, names: tuple[str, str]) -> 
     verdict = "above" if explanation.above_threshold else "below"
     lines += [
         f"  total weight {explanation.total:+.2f} (address with postcode, and the two names, "
-        f"count by their joint m/u), {verdict} the threshold {explanation.threshold:.2f}; "
+        f"count by their joint m/u; both names at their worst where date of birth and postcode "
+        f"agree count 0, a possible swap), {verdict} the threshold {explanation.threshold:.2f}; "
         f"match probability {explanation.probability:.4f}",
         f"  proposed by blocking: {'yes' if explanation.proposed_by_blocking else 'no'}; "
         f"same entity: {'yes' if explanation.same_entity else 'no'}",

@@ -11,7 +11,9 @@ both fields of such a pair are present, the pair counts once, by the joint m/u o
 levels (:class:`GroupModel`), bounded by its members' own weights (:func:`_joint_bounds`), so
 that whether agreeing on both is two pieces of evidence or one is learnt from the data.
 Without a fitted joint table (the priors), address and postcode count as their strongest
-present member and the names add up.
+present member and the names add up. Two names that both disagree at their worst levels where
+the date of birth and the postcode agree may be swapped, which no comparison can check; they
+count nothing there (:func:`_maybe_swapped`).
 
 Estimation (Winkler's EM, as in recordlinkage's ECM classifier but over graded levels):
 
@@ -52,6 +54,10 @@ M_FLOOR = 0.01
 JOINT_SHRINKAGE = 0.05
 # Matches are the minority among candidate pairs; without this bound EM may swap the classes.
 MAX_MATCH_SHARE = 0.5
+# Names that may be swapped (given for family), and the fields whose agreement makes a double
+# name disagreement look like a swap (see _maybe_swapped).
+SWAPPABLE_NAMES = ("given_name", "family_name")
+SWAP_WITNESSES = ("date_of_birth", "postcode")
 
 
 @dataclass(frozen=True)
@@ -189,7 +195,9 @@ def pattern_weights(model: FittedModel, patterns: Levels, *, bounded: bool = Tru
     """Total weight of each pattern: present fields summed, except that a group with a fitted
     joint table counts by it where both its fields are present (:func:`_joint_weight`; the EM
     itself reads the joint tables unbounded), and a dependent group without one counts once,
-    as its strongest present member. Salted fields follow :func:`_salt_unsure`."""
+    as its strongest present member. Salted fields follow :func:`_salt_unsure`; names that
+    may be swapped count nothing (:func:`_maybe_swapped`)."""
+    patterns = swap_masked(model, patterns)
     parts = model.contributions(patterns)
     unsure = _salt_unsure(model, patterns)
     kept = parts.copy()
@@ -217,6 +225,41 @@ def pattern_weights(model: FittedModel, patterns: Levels, *, bounded: bool = Tru
             grouped = np.where(lifted, np.maximum(grouped, kept[:, columns].sum(axis=1)), grouped)
         total = total - kept[:, columns].sum(axis=1) + grouped
     return np.asarray(total, dtype=np.float64)
+
+
+def _maybe_swapped(model: FittedModel, patterns: Levels) -> npt.NDArray[np.bool_]:
+    """Patterns whose two names both disagree at their worst levels while the date of birth
+    and the postcode agree at their top levels: the names may be swapped.
+
+    No comparison can check a swap: each field has its own key, so a given name's filters (and
+    salted copies) are unrelated to a family name's even where the values are equal. Counted as
+    two disagreements, a swap weighs a match with an equal date of birth and postcode down to
+    the threshold (FEBRL4 swaps the names of 211 of its 5,000 duplicates; docs/attacks.md);
+    two people who share a date of birth and a postcode but neither name are rare. There the
+    names count as missing instead: no evidence either way. The EM still learns the names'
+    m and u from these pairs as they are (only the weights leave them out)."""
+    fields = (*SWAPPABLE_NAMES, *SWAP_WITNESSES)
+    if not all(name in model.fields for name in fields):
+        return np.zeros(len(patterns), dtype=bool)
+    swapped = np.ones(len(patterns), dtype=bool)
+    for name in SWAP_WITNESSES:
+        swapped &= patterns[:, model.fields.index(name)] == 0
+    for name in SWAPPABLE_NAMES:
+        column = model.fields.index(name)
+        swapped &= patterns[:, column] == len(model.models[column].m) - 1
+    return swapped
+
+
+def swap_masked(model: FittedModel, patterns: Levels) -> Levels:
+    """The patterns with both names missing where :func:`_maybe_swapped` holds (what the
+    weights read; :mod:`linkage.explain` shows the names' weights so)."""
+    swapped = _maybe_swapped(model, patterns)
+    if not swapped.any():
+        return patterns
+    masked = patterns.copy()
+    for name in SWAPPABLE_NAMES:
+        masked[swapped, model.fields.index(name)] = MISSING
+    return masked
 
 
 def _salt_unsure(model: FittedModel, patterns: Levels) -> npt.NDArray[np.bool_]:

@@ -116,10 +116,11 @@ class LinkageSchema:
         }
 
     def copy_partners(self) -> dict[str, tuple[str, ...]]:
-        """Each field with a list of salts -> per copy, the copy that must also be byte-equal
-        for it to be comparable ('' for none): a name salted with the postcode and the other
-        name is comparable where the other name's copy salted so is equal too (then both names,
-        and the postcode, are equal; where they differ, nothing says which name did)."""
+        """Each field with a list of salts -> per copy, the copy whose salt holds this field's
+        value ('' for none): a name salted with the postcode and the other name is read with the
+        other name's copy salted so, whose salt holds this name (linkage.compare: where either
+        copy's filters are close, that copy's salt agrees; where neither is, one name differs and
+        nothing says which)."""
         postcode = _salt_field(self.fields, OTHER_NAME_SALT) or ""
         return {
             spec.name: tuple(

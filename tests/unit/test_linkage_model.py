@@ -19,11 +19,12 @@ from gateway.pipeline import context_without_policy, encode_csv
 from gateway.pseudonyms import PseudonymMap
 from gateway.schema import default_schema
 from keys import new_secret
-from linkage.classify import FieldModel
+from linkage.classify import DEFAULT_MODELS, FieldModel
 from linkage.cluster import average_linkage_clusters, connected_components, entity_ids
-from linkage.compare import MISSING
+from linkage.compare import MISSING, comparison_levels
 from linkage.corpus import EncodedCorpus, build_corpus
-from linkage.engine import LocalEngine, PreviousLinkage
+from linkage.engine import COPIES_BLOCKING, LinkResult, LocalEngine, PreviousLinkage, model_fields
+from linkage.explain import explain_pair
 from linkage.fellegi_sunter import (
     FittedModel,
     estimate_model,
@@ -173,6 +174,66 @@ def test_salted_name_disagreements_count_nothing_unless_birth_dates_agree() -> N
     assert got[1] < base[1]  # dates agree: salted names disagreeing count against
     assert pattern_weights(plain, disagree)[0] < base[0]  # unsalted: always against
     assert pattern_weights(salted, agree)[0] == pytest.approx(pattern_weights(plain, agree)[0])
+
+
+SWAP_FIELDS = ("given_name", "family_name", "date_of_birth", "postcode")
+
+
+def test_names_that_may_be_swapped_count_nothing_where_birth_date_and_postcode_agree() -> None:
+    model = prior_model(SWAP_FIELDS)
+    worst = [len(m.m) - 1 for m in model.models]
+    swapped = np.array([[worst[0], worst[1], 0, 0]], dtype=np.int8)
+    no_names = np.array([[MISSING, MISSING, 0, 0]], dtype=np.int8)
+    assert pattern_weights(model, swapped)[0] == pytest.approx(pattern_weights(model, no_names)[0])
+    # Anything short of that still counts: another postcode, another date of birth, one name
+    # that agrees, one that is merely unlike.
+    for levels in (
+        [worst[0], worst[1], 0, worst[3]],
+        [worst[0], worst[1], 1, 0],
+        [worst[0], 0, 0, 0],
+        [worst[0], worst[1] - 1, 0, 0],
+    ):
+        without = np.array([[MISSING, MISSING, *levels[2:]]], dtype=np.int8)
+        with_names = np.array([levels], dtype=np.int8)
+        assert pattern_weights(model, with_names)[0] != pattern_weights(model, without)[0]
+    assert (
+        pattern_weights(model, np.array([[worst[0], worst[1], 0, worst[3]]], np.int8))[0]
+        < (pattern_weights(model, np.array([[MISSING, MISSING, 0, worst[3]]], np.int8))[0])
+    )
+
+
+def test_encoded_swapped_names_at_one_birth_date_and_postcode_weigh_as_missing_names(
+    tmp_path: Path,
+) -> None:
+    rows = [
+        ("a", "1", "caleb", "mckane", "1937-03-20", "CT9 1AB", "21 lochee place"),
+        ("b", "1", "mckane", "caleb", "1937-03-20", "CT9 1AB", "21 lochee place"),
+    ]
+    batches, secret = [], new_secret()
+    for source in ("a", "b"):
+        path = tmp_path / f"{source}.csv"
+        lines = ["record_id,given_name,family_name,date_of_birth,postcode,address"]
+        lines += [",".join(row[1:]) for row in rows if row[0] == source]
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        context = context_without_policy(default_schema(), policy_id="t", epoch=0)
+        encoded = encode_csv(path, secret=secret, context=context, pseudonyms=PseudonymMap())
+        batches.append((source, encoded.batch))
+    corpus = build_corpus(batches, default_schema())
+    fields = model_fields(corpus)
+    pair = np.array([[0, 1]], dtype=np.int64)
+    levels = comparison_levels(corpus, pair, fields, DEFAULT_MODELS)
+    model = prior_model(fields)
+    worst = [len(model.models[fields.index(n)].m) - 1 for n in ("given_name", "family_name")]
+    # Each field has its own key: the swapped names compare as two disagreements ...
+    assert levels[0, [fields.index("given_name"), fields.index("family_name")]].tolist() == worst
+    # ... which the weights leave out, as a possible swap.
+    no_names = levels.copy()
+    no_names[0, [fields.index("given_name"), fields.index("family_name")]] = MISSING
+    assert model.weights(levels)[0] == pytest.approx(model.weights(no_names)[0])
+    result = LinkResult(["e0", "e1"], 1, 0, {1: 2}, model=model)
+    shown = explain_pair(corpus, result, (0, 1), COPIES_BLOCKING)
+    names = [e.weight for e in shown.fields if e.field in ("given_name", "family_name")]
+    assert names == [0.0, 0.0] and shown.total == pytest.approx(model.weights(levels)[0])
 
 
 def test_salted_names_learn_m_and_u_among_pairs_whose_birth_dates_agree() -> None:

@@ -34,7 +34,13 @@ from keys import KeyPurpose, LinkageSecret, derive_key
 from keys.errors import ConfigError, InputError
 from linkage.blocking import candidate_pairs, field_pairs
 from linkage.classify import DEFAULT_MODELS
-from linkage.compare import MISSING, comparison_levels, similarities
+from linkage.compare import (
+    MISSING,
+    SALT_AGREEMENT_DICE,
+    comparison_levels,
+    other_name_salted_similarity,
+    similarities,
+)
 from linkage.corpus import EncodedCorpus, build_corpus
 from linkage.engine import COPIES_BLOCKING, LocalEngine, model_fields, salted_fields
 from policies.clks import EncodedBatch
@@ -208,6 +214,44 @@ def test_the_salts_own_field_left_out_lets_a_copy_count_where_its_partner_is_equ
     similarity = similarities(corpus, np.array([[0, 1], [0, 2]], dtype=np.int64))["given_name"]
     assert similarity[0] == 1.0  # the family names' copies so salted are equal: comparable
     assert np.isnan(similarity[1])  # another postcode: the partner copies differ
+
+
+def test_a_copy_salted_with_the_other_name_grades_a_typo_and_vouches_for_the_other_name() -> None:
+    rows = [
+        ["0", "jonathan", "robertson", "1980-02-29", "CT9 1AB"],
+        ["1", "jonathon", "robertson", "1975-01-01", "CT9 1AB"],  # given name mistyped
+        ["2", "jonathan", "robertsen", "", "CT9 1AB"],  # family name mistyped, no date
+        ["3", "jonathon", "robertsen", "1975-01-01", "CT9 1AB"],  # both mistyped
+        ["4", "jonathon", "robertson", "1975-01-01", "CT9 2XY"],  # another postcode
+        ["5", "peter", "robertson", "1975-01-01", "CT9 1AB"],  # another given name
+    ]
+    corpus = _corpus(rows)
+    pairs = np.array([[0, k] for k in range(1, 6)], dtype=np.int64)
+    sims = similarities(corpus, pairs)
+    given, family = sims["given_name"], sims["family_name"]
+    # The given name's copy shares its salt (postcode and family name): graded, and so the
+    # family names are equal; and the other way round.
+    assert SALT_AGREEMENT_DICE <= given[0] < 1.0 and family[0] == 1.0
+    assert given[1] == 1.0 and SALT_AGREEMENT_DICE <= family[1] < 1.0
+    # Neither salt agrees, or the postcodes differ, or a low Dice: one name differs and
+    # nothing says which; missing, never a disagreement.
+    assert np.isnan(given[2:]).all() and np.isnan(family[2:]).all()
+    fields = model_fields(corpus)
+    levels = comparison_levels(corpus, pairs, fields, DEFAULT_MODELS)
+    by_level = DEFAULT_MODELS["given_name"].levels(np.array([given[0]]))
+    assert levels[0, fields.index("given_name")] == by_level[0] > 0
+    assert levels[0, fields.index("family_name")] == 0
+    assert (levels[2:, fields.index("given_name")] == MISSING).all()
+
+
+def test_the_other_name_salted_similarity_reads_a_copy_and_its_partner() -> None:
+    nan = float("nan")
+    own = np.array([1.0, 0.82, 0.45, 0.45, 0.45, nan, 0.82])
+    partner = np.array([1.0, 0.4, 0.9, 0.5, nan, 1.0, nan])
+    got = other_name_salted_similarity(own, partner)
+    assert got[:3].tolist() == [1.0, 0.82, 1.0]  # own salt agrees; partner's: this name equal
+    assert np.isnan(got[3:6]).all()  # neither agrees; a missing partner; this name missing
+    assert got[6] == 0.82
 
 
 def test_build_corpus_refuses_a_schema_the_encodings_were_not_made_under() -> None:

@@ -23,7 +23,7 @@ import numpy.typing as npt
 from gateway.codebook import distinct
 from gateway.hardening import blip, salted
 from gateway.prf import KeyedHash
-from gateway.tokenise import date_tokens, field_tokens, ngrams, token_ids
+from gateway.tokenise import Ids, date_tokens, field_tokens, ngrams, token_ids
 from policies.linkage_schema import FieldSpec
 
 TOKEN_BYTES = 16
@@ -50,7 +50,7 @@ def _table(unique: Sequence[object], encoded: U8) -> U8:
     return np.insert(encoded, list(unique).index(None), 0, axis=0)
 
 
-def or_rows(table: U8, ids: npt.NDArray[np.int64]) -> U8:
+def or_rows(table: U8, ids: Ids) -> U8:
     """Row i: the OR of ``table``'s rows ``ids[i]`` (as 64-bit words where the width allows)."""
     width = table.shape[1]
     words = np.ascontiguousarray(table).view(np.uint64) if width % 8 == 0 else table

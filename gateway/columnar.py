@@ -15,6 +15,7 @@ pads, cuts or refuses as it always has (tests check that both readings agree).
 
 from __future__ import annotations
 
+import mmap
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, overload
@@ -108,15 +109,22 @@ def _indices(indices: pyarrow.Array) -> npt.NDArray[np.integer[Any]]:
     return np.frombuffer(data, dtype=dtype, count=len(indices), offset=width * indices.offset)
 
 
-def _plain_header(data: bytes) -> list[str] | None:
-    """The header's names, where the file is plain enough for Arrow (see the module)."""
-    if b"\0" in data or data[:1] in (b"\r", b"\n", b""):
+def _line_end(data: mmap.mmap, start: int) -> int:
+    """Where the line from ``start`` ends (its CR or LF; the end of the data if none)."""
+    ends = [i for i in (data.find(b"\r", start), data.find(b"\n", start)) if i >= 0]
+    return min(ends, default=len(data))
+
+
+def _plain_header(data: mmap.mmap, start: int) -> list[str] | None:
+    """The header's names (the line from ``start``), where the file is plain enough for
+    Arrow (see the module)."""
+    if data.find(b"\0", start) >= 0 or data[start : start + 1] in (b"\r", b"\n", b""):
         return None
-    end = min((i for i in (data.find(b"\r"), data.find(b"\n")) if i >= 0), default=len(data))
-    if b'"' in data[:end]:
+    line = data[start : _line_end(data, start)]
+    if b'"' in line:
         return None
     try:
-        header = data[:end].decode("utf-8").split(",")
+        header = line.decode("utf-8").split(",")
     except UnicodeDecodeError:
         return None
     return header if len(set(header)) == len(header) else None
@@ -126,29 +134,31 @@ def read_plain_csv(
     path: Path, *, min_bytes: int = ARROW_MIN_BYTES
 ) -> tuple[list[str], dict[str, ArrowColumn]] | None:
     """Header and columns of a plain CSV file of at least ``min_bytes``; None for any other
-    file (small, unreadable, quoted, ragged, not UTF-8...), which the caller reads itself."""
+    file (small, unreadable, quoted, ragged, not UTF-8...), which the caller reads itself.
+    The file is mapped, not read: Arrow parses the pages the operating system already holds
+    (a copy of a large extract would be as many megabytes of fresh memory)."""
     try:
         if path.stat().st_size < min_bytes:
             return None
-        data = path.read_bytes()
-    except OSError:
+        with path.open("rb") as handle:
+            data = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+    except (OSError, ValueError):
         return None
-    data = data[len(_BOM) :] if data.startswith(_BOM) else data
-    header = _plain_header(data)
+    start = len(_BOM) if data[: len(_BOM)] == _BOM else 0
+    header = _plain_header(data, start)
     if header is None:
         return None
-    table = _arrow_table(data, header)
+    table = _arrow_table(data, _line_end(data, start), header)
     if table is None:
         return None
     return header, {name: ArrowColumn(table.column(i)) for i, name in enumerate(header)}
 
 
-def _arrow_table(data: bytes, header: list[str]) -> Any:
+def _arrow_table(data: mmap.mmap, body_start: int, header: list[str]) -> Any:
     import pyarrow as pa
     import pyarrow.csv as pa_csv
 
-    first_end = min(i for i in (data.find(b"\r"), data.find(b"\n"), len(data)) if i >= 0)
-    body = memoryview(data)[first_end:]
+    body = memoryview(data)[body_start:]
     types = {name: pa.string() for name in header}
     try:
         table = pa_csv.read_csv(

@@ -99,6 +99,15 @@ def _set_bits_loop(
     from byte ``column`` on."""
     first = offsets[start]
     mask = bits - 1 if bits & (bits - 1) == 0 else -1  # a power of two: the modulus is a mask
+    if word == 1 and mask >= 0:  # one byte a position (the default's 256-bit names)
+        for record in range(start, stop):
+            row = out[record]
+            for pair in range(offsets[record] - first, offsets[record + 1] - first):
+                at = pair * stride
+                for i in range(hashes):
+                    position = np.int64(stream[at + i]) & mask
+                    row[column + (position >> 3)] |= np.uint8(0x80 >> (position & 7))
+        return
     for record in range(start, stop):
         row = out[record]
         for pair in range(offsets[record] - first, offsets[record + 1] - first):

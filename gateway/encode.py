@@ -133,6 +133,7 @@ def salted_filters(
     filters = np.zeros((len(present), encoder.spec.bits // 8), dtype=np.uint8)
     if present:
         vocabulary, ids = token_ids(encoder.spec, [value for value, _ in present])
+        ids = ids.astype(np.int64)  # numbered again with the salts below: wider than 16 bits
         salt_names, salt_of = np.unique([salt for _, salt in present], return_inverse=True)
         real = ids < len(vocabulary)
         codes = ids * len(salt_names) + salt_of.reshape(-1, 1)

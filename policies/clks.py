@@ -468,10 +468,16 @@ def write_clks(batch: EncodedBatch, file: BinaryIO, *, block_records: int = BLOC
     (no second copy of the batch in memory). Returns the number of bytes written."""
     header = canonical_json(batch.header())
     written = file.write(_PREFIX.pack(MAGIC, FORMAT_VERSION, len(header)) + header)
+    columns = [batch.pseudonyms, batch.present, *(batch.values[f.name] for f in batch.fields)]
+    widths = [column.shape[1] for column in columns]
+    block = np.empty((min(block_records, len(batch)), sum(widths)), dtype=np.uint8)
     for start in range(0, len(batch), block_records):
         rows = slice(start, start + block_records)
-        parts = [batch.pseudonyms[rows].astype(np.uint8), batch.present[rows].astype(np.uint8)]
-        parts += [batch.values[f.name][rows].astype(np.uint8) for f in batch.fields]
-        written += file.write(np.ascontiguousarray(np.hstack(parts)).tobytes())
+        out = block[: len(batch.pseudonyms[rows])]  # one buffer for every block, filled in place
+        at = 0
+        for column, width in zip(columns, widths, strict=True):
+            out[:, at : at + width] = column[rows]
+            at += width
+        written += file.write(out.data)
     table = _attribute_table(batch)
     return written + file.write(_LEN.pack(len(table)) + table)

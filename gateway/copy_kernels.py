@@ -30,6 +30,7 @@ COMPILED = NUMBA_AVAILABLE  # whether the compiled back end may run (the tests r
 COMPILED_FROM_RECORDS = 80_000
 _LOADING = threading.Lock()
 _loops: tuple[Any, Any] | None = None  # the compiled loops, once loaded
+_loader: threading.Thread | None = None  # loading them meanwhile (load_in_background)
 U8 = npt.NDArray[np.uint8]
 Ints = npt.NDArray[np.int64]
 Words = npt.NDArray[np.uint64]
@@ -162,9 +163,21 @@ def use_compiled(records: int) -> bool:
 
 def load_in_background() -> None:
     """Start loading the compiled loops in a thread (where numba is installed), to overlap
-    it with reading the input; :func:`compiled_loops` waits for it."""
-    if COMPILED and _loops is None:
-        threading.Thread(target=compiled_loops, name="numba-load", daemon=True).start()
+    it with reading the input; :func:`loaded_before_fork` waits for it."""
+    global _loader
+    if COMPILED and _loops is None and _loader is None:
+        _loader = threading.Thread(target=compiled_loops, name="numba-load", daemon=True)
+        _loader.start()
+
+
+def loaded_before_fork() -> None:
+    """Load the compiled loops here (or wait for :func:`load_in_background`) and let its
+    thread end, so that a process forked next inherits them and no thread of ours."""
+    global _loader
+    compiled_loops()
+    if _loader is not None:
+        _loader.join()
+        _loader = None
 
 
 def counter_words(blocks: int) -> Words:

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from gateway.copy_kernels import compiled_loops, use_compiled
+from gateway.copy_kernels import loaded_before_fork, use_compiled
 from gateway.encode import EncodedColumns, EncodingContext, encode_fields
 from gateway.hardening import SALT_SOURCES
 from gateway.mapping import ColumnMapping
@@ -217,7 +217,7 @@ def normalise_and_encode(
         return records, encode_fields(records, context.fields, secret=secret, context=context)
     forking = multiprocessing.get_context("fork")
     if use_compiled(count) and any(spec.salts for spec in context.fields):
-        compiled_loops()  # loaded once, here, and inherited by the child
+        loaded_before_fork()  # loaded once, here, and inherited by the child
     order = _costliest_first(columns, count, mapping, context.fields)
     shared = _shared_columns(context, count)
     job = _Job(columns, count, mapping, secret, context, today, where, None, order,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hmac
+import threading
 
 import numpy as np
 import pytest
@@ -348,3 +349,12 @@ def test_both_back_ends_give_the_definitions_bytes_in_runs_of_any_length(
             assert not filters[row].any()
         else:
             assert filters[row].tobytes() == _by_definition(key, spec, kind, value, salt)
+
+
+def test_the_compiled_loops_load_in_a_thread_that_has_ended_before_a_fork() -> None:
+    require(copy_kernels.NUMBA_AVAILABLE, "numba (the compiled salted-copy loops)")
+    copy_kernels.load_in_background()  # as the encoder does while it reads a large file
+    copy_kernels.loaded_before_fork()
+    assert copy_kernels.use_compiled(1)  # loaded: worth it for any batch from now on
+    assert copy_kernels._loader is None
+    assert not any(thread.name == "numba-load" for thread in threading.enumerate())

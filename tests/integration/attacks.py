@@ -209,6 +209,53 @@ def frequency_attack(bits: Bits, known: Counter[object], radius: int = 0) -> lis
     return [guess.get(label) for label in labels.tolist()]
 
 
+def linked_copies_attack(copies: Sequence[Bits], known: Counter[object]) -> list[object | None]:
+    """Against a value stored as several salted copies side by side (schema version 3): two
+    records whose copy k is equal (not absent) hold one value, whatever k, so the attacker
+    joins such records (connected components over every copy's equal filters) and aligns
+    the components' sizes with the value frequencies, as :func:`frequency_attack` aligns
+    one copy's groups."""
+    labels = _components([_present_groups(bits) for bits in copies])
+    ranked_groups = _ranked_groups(labels)
+    ranked_values = [value for value, _ in known.most_common()]
+    guess = dict(zip(ranked_groups, ranked_values, strict=False))
+    return [guess.get(label) for label in labels.tolist()]
+
+
+def _present_groups(bits: Bits) -> npt.NDArray[np.int64]:
+    """:func:`_groups` of identical filters, each absent (all-zero) copy a group of its own."""
+    labels = _groups(bits, 0)
+    absent = ~bits.any(axis=1)
+    labels[absent] = labels.max(initial=0) + 1 + np.arange(int(absent.sum()))
+    return labels
+
+
+def _components(groupings: Sequence[npt.NDArray[np.int64]]) -> npt.NDArray[np.int64]:
+    """Connected components of the records, two records joined where any grouping puts them
+    in one group (union-find)."""
+    parent = list(range(len(groupings[0])))
+
+    def root(row: int) -> int:
+        while parent[row] != row:
+            parent[row] = parent[parent[row]]
+            row = parent[row]
+        return row
+
+    for labels in groupings:
+        first: dict[int, int] = {}
+        for row, label in enumerate(labels.tolist()):
+            seen = first.setdefault(label, row)
+            parent[root(row)] = root(seen)
+    return np.array([root(row) for row in range(len(parent))], dtype=np.int64)
+
+
+def linked_copies_rate(pop: Population, rows: list[int], spec: FieldSpec, key: bytes) -> float:
+    """Share of records :func:`linked_copies_attack` re-identifies from a field's copies."""
+    copies = [encode_sample(pop, rows, spec.copy_spec(s), key, copy=True) for s in spec.salts]
+    truth = [pop.values[i] for i in rows]
+    return reidentified(linked_copies_attack(copies, pop.frequency), truth)
+
+
 def _learn_positions(
     bits: Bits, seeds: dict[str, Bits], ngram: int, min_seeds: int
 ) -> dict[str, Bits]:

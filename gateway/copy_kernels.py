@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from gateway.prf import counter_blocks
+
 NUMBA_AVAILABLE = importlib.util.find_spec("numba") is not None
 COMPILED = NUMBA_AVAILABLE  # whether the compiled back end may run (the tests run both)
 # Loading the compiled loops costs about 0.6 s of CPU; numpy's loops cost about 2 us more a
@@ -181,10 +183,8 @@ def loaded_before_fork() -> None:
 
 
 def counter_words(blocks: int) -> Words:
-    """be128(j) for j < ``blocks``, as rows of two 64-bit words (the hosts' byte order)."""
-    counters = np.zeros((blocks, 16), dtype=np.uint8)
-    counters[:, 12:] = np.arange(blocks, dtype=">u4").view(np.uint8).reshape(blocks, 4)
-    return counters.view(np.uint64)
+    """:func:`gateway.prf.counter_blocks` as rows of two 64-bit words (the host's order)."""
+    return counter_blocks(blocks).view(np.uint64)
 
 
 def pair_blocks(

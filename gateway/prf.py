@@ -52,12 +52,19 @@ class KeyedHash:
         return b"".join(out)
 
 
+def counter_blocks(blocks: int) -> npt.NDArray[np.uint8]:
+    """be128(j) for j < ``blocks``, one 16-byte row each (the counter XOR-ed into each block
+    of an AES-as-PRF stream)."""
+    counters = np.zeros((blocks, 16), dtype=np.uint8)
+    counters[:, 12:] = np.arange(blocks, dtype=">u4").view(np.uint8).reshape(blocks, 4)
+    return counters
+
+
 def aes_block_stream(key: bytes, bases: npt.NDArray[np.uint8], blocks: int) -> bytes:
     """AES-256 as a PRF: for each 16-byte row of ``bases``, the encryptions of that row XOR a
     counter j = 0 .. blocks - 1 (big-endian in the last four bytes), rows one after the other.
     Rows that differ give distinct blocks, so the output is a PRF of (row, j)."""
-    counters = np.zeros((1, blocks, 16), dtype=np.uint8)
-    counters[0, :, 12:] = np.arange(blocks, dtype=">u4").view(np.uint8).reshape(blocks, 4)
+    counters = counter_blocks(blocks)[None, :, :]
     plain = np.ascontiguousarray(bases.reshape(-1, 1, 16) ^ counters).tobytes()
     # ECB over distinct blocks is AES used as a PRF (a block cipher's definition), not encryption.
     encryptor = Cipher(algorithms.AES(key), modes.ECB()).encryptor()  # noqa: S305

@@ -127,9 +127,9 @@ def _set_bits_loop(
 
 def compiled_loops() -> tuple[Any, Any]:
     """The two loops compiled by numba (loaded from numba's cache after the first run), made
-    on first use: importing numba and loading its code takes about half a second, so an
-    encoder that will fork loads them first (:func:`load_in_background`), and the child
-    inherits them."""
+    on first use: importing numba and loading its code takes about half a second, so a
+    single process starts it while it reads its input (:func:`load_in_background`), and of
+    two processes the child does it while the parent draws pseudonyms (:mod:`gateway.parallel`)."""
     global _loops
     with _LOADING:
         if _loops is None:
@@ -165,21 +165,12 @@ def use_compiled(records: int) -> bool:
 
 def load_in_background() -> None:
     """Start loading the compiled loops in a thread (where numba is installed), to overlap
-    it with reading the input; :func:`loaded_before_fork` waits for it."""
+    it with reading the input; the first :func:`compiled_loops` waits for it. Not in a process
+    that will fork: the child would inherit a half-made import without its thread."""
     global _loader
     if COMPILED and _loops is None and _loader is None:
         _loader = threading.Thread(target=compiled_loops, name="numba-load", daemon=True)
         _loader.start()
-
-
-def loaded_before_fork() -> None:
-    """Load the compiled loops here (or wait for :func:`load_in_background`) and let its
-    thread end, so that a process forked next inherits them and no thread of ours."""
-    global _loader
-    compiled_loops()
-    if _loader is not None:
-        _loader.join()
-        _loader = None
 
 
 def counter_words(blocks: int) -> Words:

@@ -19,6 +19,7 @@ import datetime as dt
 import mmap
 import multiprocessing
 from collections import Counter
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing.sharedctypes import Synchronized
@@ -26,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from gateway.copy_kernels import loaded_before_fork, use_compiled
+from gateway.copy_kernels import use_compiled
 from gateway.encode import EncodedColumns, EncodingContext, encode_fields
 from gateway.hardening import SALT_SOURCES
 from gateway.mapping import ColumnMapping
@@ -61,6 +62,7 @@ class _Job:
     where: str
     record_ids: list[str] | None  # None in the child, which checks them only if it must
     order: list[str]  # the fields, costliest first: each process takes the next one free
+    child_first: list[str]  # fields the child encodes before it takes from ``order``
     taken: Synchronized[int]  # how many of ``order`` are taken, shared by the two processes
     shared: EncodedColumns  # where the child puts its encodings (see _shared_columns)
 
@@ -118,26 +120,32 @@ def _part(job: _Job, names: list[str]) -> Part:
     return encoded, records.report, {k: v for k, v in records.values.items() if k in wanted}
 
 
-def _take_turns(job: _Job) -> Part:
-    """Take the next free field of ``job.order`` until none is left (run by both processes)."""
+def _take_turns(job: _Job, first: Sequence[str] = ()) -> Part:
+    """Encode the fields ``first``, then take the next free field of ``job.order`` until none
+    is left (run by both processes)."""
     done: Part = (EncodedColumns(), {}, {})
+    for name in first:
+        _add(done, _part(job, [name]))
     while True:
         with job.taken.get_lock():
             index = job.taken.value
             job.taken.value = index + 1
         if index >= len(job.order):
             return done
-        encoded, report, values = _part(job, [job.order[index]])
-        done[0].update(encoded)
-        done[1].update(report)
-        done[2].update(values)
+        _add(done, _part(job, [job.order[index]]))
+
+
+def _add(done: Part, part: Part) -> None:
+    done[0].update(part[0])
+    done[1].update(part[1])
+    done[2].update(part[2])
 
 
 def _child() -> tuple[list[str], dict[str, FieldReport], dict[str, list[NormalValue]]]:
     """The child's turns; its encodings go into the shared arrays, not through the pipe, and
     it names the fields it encoded (its reports also cover the fields salts are made from)."""
     assert _JOB is not None, "the job is set before the fork"
-    encoded, report, values = _take_turns(_JOB)
+    encoded, report, values = _take_turns(_JOB, _JOB.child_first)
     for name, filters in encoded.values.items():
         if filters is not _JOB.shared.values[name]:  # salted copies are written there already
             _JOB.shared.values[name][:] = filters
@@ -154,6 +162,18 @@ def _checked_ids(job: _Job) -> list[str]:
         with job.taken.get_lock():
             job.taken.value = len(job.order)
         raise
+
+
+def _compiled_in_child(order: list[str], context: EncodingContext, count: int) -> list[str]:
+    """The fields with salted copies, where they will run the compiled loops: the child
+    encodes them first, and loads the loops (about half a second of importing numba and
+    loading its code) itself, while this process checks the record IDs and draws their
+    pseudonyms; loading them here would hold up the fork. Empty where the loops do not run
+    (numba missing, or a batch too small to pay for them): then every field is free to both."""
+    if not use_compiled(count):
+        return []
+    salted = {spec.name for spec in context.fields if spec.salts}
+    return [name for name in order if name in salted]
 
 
 def _shared_columns(context: EncodingContext, count: int) -> EncodedColumns:
@@ -191,6 +211,13 @@ def _costliest_first(
     return sorted(names, key=cost.__getitem__, reverse=True)
 
 
+def forks(workers: int, count: int) -> bool:
+    """Whether :func:`normalise_and_encode` shares ``count`` records' fields between two
+    processes: asked for, large enough to gain, and on a platform that can fork."""
+    can_fork = "fork" in multiprocessing.get_all_start_methods()
+    return workers >= 2 and count >= MIN_ROWS_TO_FORK and can_fork
+
+
 def normalise_and_encode(
     columns: Columns,
     count: int,
@@ -209,19 +236,18 @@ def normalise_and_encode(
     With two processes, the fields are shared out as they are free (the costliest first);
     this process first draws the records' ``pseudonyms`` (when given) and makes the saved
     form of a new map, the work that would otherwise follow the encoding."""
-    fork = "fork" in multiprocessing.get_all_start_methods()
-    if workers < 2 or count < MIN_ROWS_TO_FORK or not fork:
+    if not forks(workers, count):
         records = normalise_columns(
             columns, count, mapping, today=today, strict=strict, where=where
         )
         return records, encode_fields(records, context.fields, secret=secret, context=context)
     forking = multiprocessing.get_context("fork")
-    if use_compiled(count) and any(spec.salts for spec in context.fields):
-        loaded_before_fork()  # loaded once, here, and inherited by the child
     order = _costliest_first(columns, count, mapping, context.fields)
+    child_first = _compiled_in_child(order, context, count)
+    order = [name for name in order if name not in child_first]
     shared = _shared_columns(context, count)
     job = _Job(columns, count, mapping, secret, context, today, where, None, order,
-               forking.Value("i", 0), shared)  # fmt: skip
+               child_first, forking.Value("i", 0), shared)  # fmt: skip
     record_ids, encoded, report, values = _fork_and_share(job, forking, pseudonyms)
     report = {name: report[name] for name in mapping.columns if name in report}
     enforce_strict(report, strict, where)

@@ -15,7 +15,7 @@ from pathlib import Path
 from gateway.copy_kernels import COMPILED_FROM_RECORDS, load_in_background
 from gateway.encode import EncodingContext, assemble_batch
 from gateway.mapping import ColumnMapping, canonical_mapping, load_mapping
-from gateway.parallel import normalise_and_encode
+from gateway.parallel import forks, normalise_and_encode
 from gateway.pseudonyms import PseudonymMap
 from gateway.records import FieldReport, check_header, normalise_columns, read_csv_columns
 from keys import LinkageSecret
@@ -100,7 +100,7 @@ def encode_csv(
 ) -> EncodeResult:
     """Read one CSV through its mapping (identity for canonical CSVs) and encode it; with
     ``workers=2`` two processes share the fields (same bytes, see :mod:`gateway.parallel`)."""
-    if any(spec.salts for spec in context.fields) and _holds_many_records(input_path):
+    if any(spec.salts for spec in context.fields) and _holds_many_records(input_path, workers):
         load_in_background()  # the compiled loops of salted copies, while the file is read
     with cyclic_gc_paused():
         mapping, columns, count = _read_mapped(input_path, mapping_path)
@@ -122,10 +122,14 @@ def encode_csv(
         )
 
 
-def _holds_many_records(path: Path) -> bool:
+def _holds_many_records(path: Path, workers: int) -> bool:
     """Whether a CSV file is large enough (at some 90 bytes a record) for the compiled loops
-    of salted copies to pay for their loading (:data:`COMPILED_FROM_RECORDS`)."""
-    return path.is_file() and path.stat().st_size >= 90 * COMPILED_FROM_RECORDS
+    of salted copies to pay for their loading (:data:`COMPILED_FROM_RECORDS`), in this
+    process: where two share the fields, the child loads them (:mod:`gateway.parallel`)."""
+    if not path.is_file():
+        return False
+    records = path.stat().st_size // 90
+    return records >= COMPILED_FROM_RECORDS and not forks(workers, records)
 
 
 def check_csv(
@@ -162,19 +166,24 @@ def encode_file(
     """The offline ``encode``: writes OUTPUT (.clks) and OUTPUT.ids (kept at the agency)."""
     ids_path = output_path.with_name(output_path.name + ".ids")
     pseudonyms = PseudonymMap.load(ids_path)
-    result = encode_csv(
-        input_path,
-        secret=secret,
-        context=context,
-        pseudonyms=pseudonyms,
-        mapping_path=mapping_path,
-        strict=strict,
-        today=today,
-        workers=workers,
-    )
-    tmp = output_path.with_name(output_path.name + ".tmp")
-    with tmp.open("wb") as handle:  # block by block: no second copy of the batch in memory
-        write_clks(result.batch, handle)
+    pseudonyms.stage_at(ids_path)  # a first map is written while the fields are encoded
+    try:
+        result = encode_csv(
+            input_path,
+            secret=secret,
+            context=context,
+            pseudonyms=pseudonyms,
+            mapping_path=mapping_path,
+            strict=strict,
+            today=today,
+            workers=workers,
+        )
+        tmp = output_path.with_name(output_path.name + ".tmp")
+        with tmp.open("wb") as handle:  # block by block: no second copy of the batch in memory
+            write_clks(result.batch, handle)
+    except BaseException:
+        pseudonyms.discard_staged()  # the map file and its folder stay as they were
+        raise
     pseudonyms.save(ids_path)
     tmp.replace(output_path)
     return result

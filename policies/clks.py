@@ -116,7 +116,7 @@ def dump_clks(batch: EncodedBatch) -> bytes:
 def _attribute_table(batch: EncodedBatch) -> bytes:
     """The canonical JSON attribute table; without attributes every row is [] (written
     directly: the same bytes, without canonicalising a list per record)."""
-    if not batch.attribute_names and all(not row for row in batch.attributes):
+    if not batch.attribute_names and not any(batch.attributes):  # every row is empty
         return b"[" + b",".join([b"[]"] * len(batch.attributes)) + b"]"
     return canonical_json(batch.attributes)
 

@@ -127,3 +127,23 @@ def test_gateway_check_reports_per_field_validity_and_encodes_nothing(workdir: P
     assert sorted(p.name for p in workdir.iterdir()) == before
     missing = placelink("gateway", "check", "--input", "absent.csv", cwd=workdir)
     assert missing.returncode == 1 and "fix:" in missing.stderr
+
+
+@pytest.mark.parametrize(("setting", "advised"), [(None, False), ("1", True)])
+def test_the_command_turns_numpys_huge_page_advice_off_unless_told(
+    setting: str | None, advised: bool
+) -> None:
+    """Importing the command sets NUMPY_MADVISE_HUGEPAGE=0 before anything imports numpy
+    (the reason is in placelink/cli.py); an operator's own setting wins."""
+    probe = (
+        "import sys, placelink.cli\n"
+        "assert 'numpy' not in sys.modules, 'a command module imports numpy at import'\n"
+        "import numpy\n"
+        "print(numpy._core.multiarray._get_madvise_hugepage())\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "NUMPY_MADVISE_HUGEPAGE"}
+    if setting is not None:
+        env["NUMPY_MADVISE_HUGEPAGE"] = setting
+    result = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True,
+                            text=True, timeout=60, check=True)  # fmt: skip
+    assert result.stdout.strip() == str(advised)

@@ -9,19 +9,22 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from unittest.mock import patch
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gateway import pseudonyms as pseudonyms_module
 from gateway.bloom import BloomEncoder, TokenEncoder, distinct
 from gateway.columns import INVALID, Invalid, addresses, nhs_numbers
+from gateway.encode import EncodedColumns
 from gateway.normalise import InvalidValue, normalise_address, normalise_nhs_number
 from gateway.parallel import normalise_and_encode
 from gateway.pipeline import context_without_policy
 from gateway.pseudonyms import PseudonymMap
-from gateway.records import read_csv_columns
+from gateway.records import NormalisedRecords, read_csv_columns
 from gateway.schema import default_schema
 from gateway.tokenise import field_tokens, token_ids
 from keys import LinkageSecret
@@ -126,7 +129,15 @@ def test_distinct_keeps_first_seen_order_and_none() -> None:
 
 
 @pytest.mark.slow
-def test_two_processes_encode_the_same_bytes_as_one(tmp_path: Path) -> None:
+def test_two_processes_encode_the_same_bytes_as_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where numba is installed, the salted copies run the compiled loops (made worth it for
+    this batch), which the child loads: this process never imports them."""
+    from gateway import copy_kernels
+
+    monkeypatch.setattr(copy_kernels, "COMPILED_FROM_RECORDS", 0)
+    monkeypatch.setattr(copy_kernels, "_loops", None)
     town = generate_town(seed=5, people=17_000)
     rows = [row for agency in town.canonical_rows.values() for row in agency]
     path = tmp_path / "all.csv"
@@ -139,21 +150,24 @@ def test_two_processes_encode_the_same_bytes_as_one(tmp_path: Path) -> None:
     secret = LinkageSecret(KEY)
     today = dt.date(2027, 1, 1)
     pseudonyms = PseudonymMap()  # drawn, and its saved form made, while the child works
-    runs = [
-        normalise_and_encode(
+
+    def run(workers: int) -> tuple[NormalisedRecords, EncodedColumns]:
+        return normalise_and_encode(
             columns,
             len(rows),
             mapping,
             secret=secret,
             context=context,
             today=today,
-            workers=w,
-            pseudonyms=pseudonyms if w == 2 else None,
+            workers=workers,
+            pseudonyms=pseudonyms if workers == 2 else None,
         )
-        for w in (1, 2)
-    ]
+
     assert len(rows) >= 20_000  # large enough to fork
-    (one, one_encoded), (two, two_encoded) = runs
+    two, two_encoded = run(2)
+    assert copy_kernels._loops is None  # the child loaded (or, without numba, skipped) them
+    one, one_encoded = run(1)
+    assert (copy_kernels._loops is not None) == copy_kernels.COMPILED  # this process's own
     assert one.record_ids == two.record_ids
     assert list(one.report) == list(two.report)
     assert {k: vars(v) for k, v in one.report.items()} == {
@@ -180,7 +194,8 @@ def test_a_first_map_is_saved_as_the_line_by_line_writer_saves_it(
     folder = tmp_path_factory.mktemp("ids")
     drawn = PseudonymMap()
     raw = drawn.pseudonyms_for(record_ids)
-    drawn.save(folder / "fast.ids")  # straight from the drawn bytes where the IDs are plain
+    with patch.object(pseudonyms_module, "_LINES_PER_BLOCK", 3):  # lines made in many blocks
+        drawn.save(folder / "fast.ids")  # straight from the drawn bytes where IDs are plain
     assert raw == bytes.fromhex("".join(map(drawn.by_record.__getitem__, record_ids)))
     PseudonymMap(drawn.by_record).save(folder / "slow.ids")  # from the dict, line by line
     assert (folder / "fast.ids").read_bytes() == (folder / "slow.ids").read_bytes()
@@ -210,3 +225,50 @@ def test_two_processes_refuse_a_repeated_record_id_as_one_does() -> None:
                 workers=workers,
                 pseudonyms=PseudonymMap(),
             )
+
+
+def test_a_map_staged_by_prepare_is_saved_by_a_rename_and_is_the_map_save_writes(
+    tmp_path: Path,
+) -> None:
+    record_ids = [f"R{i}" for i in range(500)]
+    staged = PseudonymMap()
+    staged.stage_at(tmp_path / "a.ids")
+    staged.prepare(record_ids, distinct=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.ids.tmp"]  # the map is untouched
+    assert (tmp_path / "a.ids.tmp").stat().st_mode & 0o777 == 0o600
+    raw = staged.pseudonyms_for(record_ids)
+    staged.save(tmp_path / "a.ids")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.ids"]
+    plain = PseudonymMap(staged.by_record)
+    plain.save(tmp_path / "b.ids")
+    assert (tmp_path / "a.ids").read_bytes() == (tmp_path / "b.ids").read_bytes()
+    loaded = PseudonymMap.load(tmp_path / "a.ids").by_record
+    assert bytes.fromhex("".join(map(loaded.__getitem__, record_ids))) == raw
+
+
+def test_a_staged_map_that_changes_afterwards_is_saved_as_it_now_is(tmp_path: Path) -> None:
+    staged = PseudonymMap()
+    staged.stage_at(tmp_path / "a.ids")
+    staged.prepare(["R1", "R2"], distinct=True)
+    staged.pseudonym_for("R3")  # a change after staging: the staged file is stale
+    assert not (tmp_path / "a.ids.tmp").exists()
+    staged.save(tmp_path / "a.ids")
+    assert set(PseudonymMap.load(tmp_path / "a.ids").by_record) == {"R1", "R2", "R3"}
+
+
+def test_a_failed_encode_leaves_the_output_folder_as_it_was(tmp_path: Path) -> None:
+    """Two processes stage the first map while encoding; a strict run that then fails on an
+    invalid value removes it again, so the folder holds exactly the input."""
+    from gateway.pipeline import encode_file
+
+    count = 20_000
+    source = tmp_path / "in.csv"
+    lines = ["record_id,nhs_number"] + [f"R{i},{9_000_000_000 + i}" for i in range(count)]
+    lines[5_000] = "R4999,12345"  # not an NHS number: strict refuses the file
+    source.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    context = context_without_policy(default_schema(), policy_id="t", epoch=0)
+    with pytest.raises(InputError, match="nhs_number"):
+        encode_file(source, tmp_path / "out.clks", secret=LinkageSecret(KEY), context=context,
+                    strict=True, today=dt.date(2027, 1, 1), workers=2)  # fmt: skip
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before

@@ -351,10 +351,15 @@ def test_both_back_ends_give_the_definitions_bytes_in_runs_of_any_length(
             assert filters[row].tobytes() == _by_definition(key, spec, kind, value, salt)
 
 
-def test_the_compiled_loops_load_in_a_thread_that_has_ended_before_a_fork() -> None:
+def test_the_compiled_loops_load_in_a_thread_that_the_first_use_waits_for(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     require(copy_kernels.NUMBA_AVAILABLE, "numba (the compiled salted-copy loops)")
-    copy_kernels.load_in_background()  # as the encoder does while it reads a large file
-    copy_kernels.loaded_before_fork()
-    assert copy_kernels.use_compiled(1)  # loaded: worth it for any batch from now on
-    assert copy_kernels._loader is None
+    monkeypatch.setattr(copy_kernels, "_loops", None)  # not loaded yet (in this test's view)
+    monkeypatch.setattr(copy_kernels, "_loader", None)
+    copy_kernels.load_in_background()  # as one process does while it reads a large file
+    loops = copy_kernels.compiled_loops()  # waits for the thread's load, loads nothing twice
+    assert loops is copy_kernels._loops and copy_kernels.use_compiled(1)  # any batch from now
+    assert copy_kernels._loader is not None
+    copy_kernels._loader.join(timeout=10)
     assert not any(thread.name == "numba-load" for thread in threading.enumerate())

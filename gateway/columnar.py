@@ -62,6 +62,10 @@ class ArrowColumn(Sequence[str]):
         value: str = self._column[index].as_py()
         return value
 
+    def rows(self, start: int, stop: int) -> ArrowColumn:
+        """The values of rows ``start``..``stop``, still held by Arrow (no copy)."""
+        return ArrowColumn(self._column.slice(start, stop - start))
+
     def __iter__(self) -> Iterator[str]:
         return iter(self.tolist())
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import itertools
 import mmap
 import multiprocessing
 from collections import Counter
@@ -27,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from gateway.columnar import ArrowColumn
 from gateway.copy_kernels import use_compiled
 from gateway.encode import EncodedColumns, EncodingContext, encode_fields
 from gateway.hardening import SALT_SOURCES
@@ -49,6 +51,8 @@ MIN_ROWS_TO_FORK = 20_000
 _SAMPLE_ROWS = 5_000
 _ROWS_PER_DISTINCT = 25  # rows that cost as much as one distinct value (measured: bench/)
 _COPY_ROWS_PER_DISTINCT = 5  # salted-copy rows that cost as much (each row is hashed)
+_PARTS_FROM = 0.2  # a field's cost over its rows from which it is encoded in parts
+_PARTS = 4  # of rows: small enough that both processes end together, each with its share
 
 
 @dataclass(frozen=True)
@@ -61,7 +65,7 @@ class _Job:
     today: dt.date
     where: str
     record_ids: list[str] | None  # None in the child, which checks them only if it must
-    order: list[str]  # the fields, costliest first: each process takes the next one free
+    order: list[Turn]  # the work, costliest first: each process takes the next turn free
     child_first: list[str]  # fields the child encodes before it takes from ``order``
     taken: Synchronized[int]  # how many of ``order`` are taken, shared by the two processes
     shared: EncodedColumns  # where the child puts its encodings (see _shared_columns)
@@ -69,6 +73,7 @@ class _Job:
 
 _JOB: _Job | None = None  # set just before forking; read by the child
 Part = tuple[EncodedColumns, dict[str, FieldReport], dict[str, list[NormalValue]]]
+Turn = tuple[str, int, int]  # a field and the rows start..stop of it to encode (often all)
 
 
 def _salt_inputs(fields: tuple[FieldSpec, ...], *, copies: bool = True) -> set[str]:
@@ -93,6 +98,15 @@ def _values_kept(context: EncodingContext) -> set[str]:
 
 def _part(job: _Job, names: list[str]) -> Part:
     """Normalise and encode ``names``; keep the values attributes are made from."""
+    return _rows_part(job, names, 0, job.count)
+
+
+def _rows_part(job: _Job, names: list[str], start: int, stop: int) -> Part:
+    """:func:`_part` of rows ``start``..``stop`` (all rows, or a part of a field that is
+    :func:`_splittable`: its encodings go into the shared arrays, its report counts those
+    rows, numbered as in the whole file)."""
+    if (start, stop) != (0, job.count):
+        return _field_rows(job, names[0], start, stop)
     salted = tuple(spec for spec in job.context.fields if spec.name in names)
     keep = {"record_id", *names, *_salt_inputs(salted)}
     mapping = ColumnMapping(
@@ -124,21 +138,63 @@ def _take_turns(job: _Job, first: Sequence[str] = ()) -> Part:
     """Encode the fields ``first``, then take the next free field of ``job.order`` until none
     is left (run by both processes)."""
     done: Part = (EncodedColumns(), {}, {})
+    in_parts = _in_parts(job)
     for name in first:
-        _add(done, _part(job, [name]))
+        _add(done, _part(job, [name]), in_parts)
     while True:
         with job.taken.get_lock():
             index = job.taken.value
             job.taken.value = index + 1
         if index >= len(job.order):
             return done
-        _add(done, _part(job, [job.order[index]]))
+        name, start, stop = job.order[index]
+        _add(done, _rows_part(job, [name], start, stop), in_parts)
 
 
-def _add(done: Part, part: Part) -> None:
+def _in_parts(job: _Job) -> set[str]:
+    """The fields of ``job`` encoded in parts of rows."""
+    return {name for name, start, stop in job.order if (start, stop) != (0, job.count)}
+
+
+def _add(done: Part, part: Part, in_parts: set[str]) -> None:
+    """``part`` added to ``done``: a field in parts has its counts summed, any other (a field may
+    be normalised more than once: as a field, and as what a salt is made from) replaced."""
     done[0].update(part[0])
-    done[1].update(part[1])
+    for name, counts in part[1].items():
+        both = name in in_parts and name in done[1]
+        done[1][name] = _sum(done[1][name], counts) if both else counts
     done[2].update(part[2])
+
+
+def _field_rows(job: _Job, name: str, start: int, stop: int) -> Part:
+    """Rows ``start``..``stop`` of a :func:`_splittable` field, normalised and encoded on
+    their own (same bytes: the encoders are per value) into the shared arrays."""
+    rule = job.mapping.columns[name]
+    column = job.columns.get(rule.column, ())
+    rows = column.rows(start, stop) if isinstance(column, ArrowColumn) else column[start:stop]
+    mapping = ColumnMapping(job.mapping.source, {name: rule})
+    records = normalise_columns({rule.column: rows}, stop - start, mapping, today=job.today,
+                                where=job.where, record_ids=[""] * (stop - start))  # fmt: skip
+    fields = tuple(spec for spec in job.context.fields if spec.name == name)
+    encoded = encode_fields(records, fields, secret=job.secret, context=job.context)
+    job.shared.values[name][start:stop] = encoded.values[name]
+    job.shared.present[name][start:stop] = encoded.present[name]
+    report = records.report[name]
+    report.first_invalid_rows = [row + start for row in report.first_invalid_rows]
+    out = EncodedColumns()
+    out.values[name], out.present[name] = job.shared.values[name], job.shared.present[name]
+    return out, {name: report}, {}
+
+
+def _sum(one: FieldReport, other: FieldReport) -> FieldReport:
+    """The counts of two parts of a field's rows, as one process counts both together."""
+    return FieldReport(
+        valid=one.valid + other.valid,
+        invalid=one.invalid + other.invalid,
+        missing=one.missing + other.missing,
+        first_invalid_rows=sorted(one.first_invalid_rows + other.first_invalid_rows)[:5],
+        unverified=one.unverified + other.unverified,
+    )
 
 
 def _child() -> tuple[list[str], dict[str, FieldReport], dict[str, list[NormalValue]]]:
@@ -147,9 +203,10 @@ def _child() -> tuple[list[str], dict[str, FieldReport], dict[str, list[NormalVa
     assert _JOB is not None, "the job is set before the fork"
     encoded, report, values = _take_turns(_JOB, _JOB.child_first)
     for name, filters in encoded.values.items():
-        if filters is not _JOB.shared.values[name]:  # salted copies are written there already
+        if filters is not _JOB.shared.values[name]:  # copies and parts are there already
             _JOB.shared.values[name][:] = filters
-        _JOB.shared.present[name][:] = encoded.present[name]
+        if encoded.present[name] is not _JOB.shared.present[name]:
+            _JOB.shared.present[name][:] = encoded.present[name]
     return list(encoded.values), report, values
 
 
@@ -187,20 +244,20 @@ def _shared_columns(context: EncodingContext, count: int) -> EncodedColumns:
     return out
 
 
-def _costliest_first(
+def _costs(
     columns: Columns, count: int, mapping: ColumnMapping, fields: tuple[FieldSpec, ...] = ()
-) -> list[str]:
-    """The fields by their work, the costliest first. The work of a field is mostly one
-    normalising and encoding per distinct value, plus a little per row; the number of distinct
-    values in the whole column is estimated from the first rows by the bias-corrected Chao1
-    estimator (distinct values, plus those seen once squared over twice those seen twice), so
-    that a column of few values that repeat (dates of birth) ranks below one of many
-    (NHS numbers), though both look alike in a small sample. A field stored as salted copies
-    (``fields``) is hashed row by row as well, each copy."""
+) -> dict[str, float]:
+    """Each field's work. The work of a field is mostly one normalising and encoding per
+    distinct value, plus a little per row; the number of distinct values in the whole column
+    is estimated from the first rows by the bias-corrected Chao1 estimator (distinct values,
+    plus those seen once squared over twice those seen twice), so that a column of few values
+    that repeat (dates of birth) ranks below one of many (NHS numbers), though both look
+    alike in a small sample. A field stored as salted copies (``fields``) is hashed row by
+    row as well, each copy."""
     names = [n for n in mapping.columns if n != "record_id"]
     cost = {}
     for name in names:
-        seen = Counter(columns.get(mapping.columns[name].column, ())[:_SAMPLE_ROWS])
+        seen = Counter(_sample(columns.get(mapping.columns[name].column, ()), count))
         once = sum(1 for times in seen.values() if times == 1)
         twice = sum(1 for times in seen.values() if times == 2)
         distinct = len(seen) + once * (once - 1) / (2 * (twice + 1))
@@ -208,7 +265,43 @@ def _costliest_first(
     for spec in fields:  # a salted copy is made row by row, not per distinct value
         if spec.name in cost:
             cost[spec.name] += count * len(spec.salts) / _COPY_ROWS_PER_DISTINCT
-    return sorted(names, key=cost.__getitem__, reverse=True)
+    return cost
+
+
+def _sample(column: Sequence[str], count: int) -> list[str]:
+    """About :data:`_SAMPLE_ROWS` values of ``column``, in ten runs spread over its rows (a
+    file may join sources that differ: one agency's rows without NHS numbers, then another's)."""
+    run = _SAMPLE_ROWS // 10
+    if count <= _SAMPLE_ROWS:
+        return list(column[:count])
+    starts = [i * count // 10 for i in range(10)]
+    return [value for start in starts for value in column[start : start + run]]
+
+
+def _turns(costs: dict[str, float], count: int, context: EncodingContext) -> list[Turn]:
+    """The fields as turns, the costliest first; a :func:`_splittable` field of many distinct
+    values (a cost above :data:`_PARTS_FROM` of the rows) as :data:`_PARTS` turns of its rows, so
+    that the last big field does not leave one process idle while the other works alone."""
+    turns: list[tuple[float, Turn]] = []
+    bounds = [i * count // _PARTS for i in range(_PARTS + 1)]
+    for name, cost in costs.items():
+        if cost >= _PARTS_FROM * count and name in _splittable(context):
+            turns += [(cost / _PARTS, (name, a, b)) for a, b in itertools.pairwise(bounds)]
+        else:
+            turns.append((cost, (name, 0, count)))
+    turns.sort(key=lambda turn: -turn[0])  # stable: parts stay in row order
+    return [turn for _, turn in turns]
+
+
+def _splittable(context: EncodingContext) -> set[str]:
+    """Fields that can be encoded in parts of rows: encoded value by value (not keyed
+    by record, no salted copies), their values not kept, and no salt made from them."""
+    tied = _values_kept(context) | _salt_inputs(context.fields)
+    return {
+        spec.name
+        for spec in context.fields
+        if not spec.salts and not spec.blip and not spec.salt and spec.name not in tied
+    }
 
 
 def forks(workers: int, count: int) -> bool:
@@ -242,9 +335,10 @@ def normalise_and_encode(
         )
         return records, encode_fields(records, context.fields, secret=secret, context=context)
     forking = multiprocessing.get_context("fork")
-    order = _costliest_first(columns, count, mapping, context.fields)
-    child_first = _compiled_in_child(order, context, count)
-    order = [name for name in order if name not in child_first]
+    costs = _costs(columns, count, mapping, context.fields)
+    by_cost = sorted(costs, key=costs.__getitem__, reverse=True)
+    child_first = _compiled_in_child(by_cost, context, count)
+    order = _turns({n: c for n, c in costs.items() if n not in child_first}, count, context)
     shared = _shared_columns(context, count)
     job = _Job(columns, count, mapping, secret, context, today, where, None, order,
                child_first, forking.Value("i", 0), shared)  # fmt: skip
@@ -274,4 +368,8 @@ def _fork_and_share(
     for name in child_fields:
         encoded.values[name] = job.shared.values[name]
         encoded.present[name] = job.shared.present[name]
-    return record_ids, encoded, {**report, **child_report}, {**values, **child_values}
+    in_parts = _in_parts(job)
+    for name, counts in child_report.items():  # a field in parts: their counts summed
+        both = name in in_parts and name in report
+        report[name] = _sum(report[name], counts) if both else counts
+    return record_ids, encoded, report, {**values, **child_values}

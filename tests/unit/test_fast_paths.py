@@ -140,6 +140,8 @@ def test_two_processes_encode_the_same_bytes_as_one(
     monkeypatch.setattr(copy_kernels, "_loops", None)
     town = generate_town(seed=5, people=17_000)
     rows = [row for agency in town.canonical_rows.values() for row in agency]
+    for row in (6, 7, len(rows) // 2 + 3, len(rows) - 2):  # invalid in several parts of rows
+        rows[row] = {**rows[row], "nhs_number": "12345"}
     path = tmp_path / "all.csv"
     write_canonical_csv(rows, path)
     header, columns = read_csv_columns(path)
@@ -170,6 +172,7 @@ def test_two_processes_encode_the_same_bytes_as_one(
     assert (copy_kernels._loops is not None) == copy_kernels.COMPILED  # this process's own
     assert one.record_ids == two.record_ids
     assert list(one.report) == list(two.report)
+    assert one.report["nhs_number"].first_invalid_rows == [8, 9, len(rows) // 2 + 5, len(rows)]
     assert {k: vars(v) for k, v in one.report.items()} == {
         k: vars(v) for k, v in two.report.items()
     }
@@ -272,3 +275,18 @@ def test_a_failed_encode_leaves_the_output_folder_as_it_was(tmp_path: Path) -> N
         encode_file(source, tmp_path / "out.clks", secret=LinkageSecret(KEY), context=context,
                     strict=True, today=dt.date(2027, 1, 1), workers=2)  # fmt: skip
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_fields_of_many_distinct_values_are_encoded_in_parts_of_rows() -> None:
+    """Two processes share the work in turns; the NHS number and the address (keyed per
+    value, nothing made from them) each become four turns, the salted names and what their
+    salts are made from stay whole."""
+    from gateway.parallel import _splittable, _turns
+
+    context = context_without_policy(default_schema(), policy_id="t", epoch=0)
+    assert {"nhs_number", "address"} <= _splittable(context)
+    assert not {"given_name", "family_name", "date_of_birth", "postcode"} & _splittable(context)
+    turns = _turns({"nhs_number": 600.0, "address": 500.0, "sex": 40.0}, 1000, context)
+    assert turns == [("nhs_number", 0, 250), ("nhs_number", 250, 500), ("nhs_number", 500, 750),
+                     ("nhs_number", 750, 1000), ("address", 0, 250), ("address", 250, 500),
+                     ("address", 500, 750), ("address", 750, 1000), ("sex", 0, 1000)]  # fmt: skip

@@ -1,5 +1,3 @@
-import sys
+from placelink.cli import run
 
-from placelink.cli import main
-
-sys.exit(main())
+run()

@@ -101,7 +101,7 @@ def register(commands: Commands) -> None:
         help="processes sharing the fields of a large batch: 1 (default) or 2, which gains only "
         "where a second CPU is idle",
     )
-    encode.set_defaults(handler=_encode)
+    encode.set_defaults(handler=_encode, one_shot=True)  # see placelink.cli.run
 
     match = commands.add_parser("match", help="link .clks files into entities")
     match.add_argument("inputs", nargs="+", help="two or more .clks files")

@@ -66,6 +66,13 @@ class ArrowColumn(Sequence[str]):
         """The values of rows ``start``..``stop``, still held by Arrow (no copy)."""
         return ArrowColumn(self._column.slice(start, stop - start))
 
+    def group(self, part: int, parts: int) -> tuple[npt.NDArray[np.intp], ArrowColumn]:
+        """The rows whose value falls in group ``part`` of ``parts`` (:func:`value_groups`),
+        and their values, still held by Arrow."""
+        rows = np.flatnonzero(value_groups(self._column, parts) == part)
+        taken = _call("take", [self._column, rows])
+        return rows, ArrowColumn(taken)
+
     def __iter__(self) -> Iterator[str]:
         return iter(self.tolist())
 
@@ -90,14 +97,47 @@ class ArrowColumn(Sequence[str]):
 
 
 def _dictionary_encode(values: Any) -> Any:
-    """Arrow's ``dictionary_encode`` kernel, called without importing ``pyarrow.compute``
-    (whose import makes Python wrappers and docstrings for every kernel: about a tenth of a
-    second, more than this call takes on a hundred thousand rows)."""
+    return _call("dictionary_encode", [values])
+
+
+def _call(kernel: str, arguments: list[Any]) -> Any:
+    """An Arrow compute kernel, called without importing ``pyarrow.compute`` (whose import
+    makes Python wrappers and docstrings for every kernel: about a tenth of a second, more
+    than a call takes on a hundred thousand rows)."""
     try:
         from pyarrow._compute import call_function
     except ImportError:  # a pyarrow that moved its kernel module: the public name
         from pyarrow.compute import call_function
-    return call_function("dictionary_encode", [values])
+    return call_function(kernel, arguments)
+
+
+def value_groups(column: pyarrow.ChunkedArray, parts: int) -> npt.NDArray[np.int64]:
+    """Each row's group (0 .. ``parts`` - 1), a function of its value's bytes alone (length,
+    first byte, last two bytes, mixed by a multiply): equal values always share a group, so
+    that the groups of a column can be normalised and encoded apart without any value
+    twice. Null counts as empty."""
+    out = [_chunk_groups(chunk, parts) for chunk in column.chunks]
+    return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
+
+
+def _chunk_groups(chunk: pyarrow.Array, parts: int) -> npt.NDArray[np.int64]:
+    count = len(chunk)
+    validity, offsets_buffer, data_buffer = chunk.buffers()
+    offsets = np.frombuffer(offsets_buffer, np.int32, count=count + 1, offset=4 * chunk.offset)
+    ends = offsets[1:].astype(np.int64)
+    lengths = ends - offsets[:-1]
+    if chunk.null_count:  # validity bits, least significant first
+        valid = np.unpackbits(np.frombuffer(validity, np.uint8), bitorder="little")
+        lengths[~valid[chunk.offset : chunk.offset + count].astype(np.bool_)] = 0
+    data = np.frombuffer(data_buffer, np.uint8) if data_buffer is not None else None
+    key = lengths.astype(np.uint64)
+    for at, needed in ((ends - lengths, 1), (ends - 1, 1), (ends - 2, 2)):
+        byte = np.zeros(count, np.uint64)
+        if data is not None and len(data):  # else every value is empty
+            byte = np.where(lengths >= needed, data[np.clip(at, 0, len(data) - 1)], 0)
+        key = (key << np.uint64(8)) | byte.astype(np.uint64)
+    mixed = (key * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(32)
+    return (mixed % np.uint64(parts)).astype(np.int64)
 
 
 def _identity(dictionary: pyarrow.Array) -> tuple[int, ...]:

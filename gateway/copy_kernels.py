@@ -15,6 +15,7 @@ the tests hold the two to it.
 from __future__ import annotations
 
 import importlib.util
+import sys
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -96,20 +97,37 @@ def _set_bits_loop(
     bits: int,
     out: U8,
     column: int,
+    words: Words,
 ) -> None:
     """For each pair of records ``start``..``stop``: ``hashes`` big-endian words of ``word``
     bytes from its ``stride`` bytes of ``stream``, each modulo ``bits``, set in ``out[r]``
-    from byte ``column`` on."""
+    from byte ``column`` on. ``words``: ``out`` as rows of 64-bit words (a little-endian
+    host's), where :func:`_word_view` can make it, else empty.
+
+    Where a position is one byte and ``words`` is given (the default's 256-bit names), each
+    position stores a flag byte (a plain store, where setting a bit is a load and a store
+    that wait for each other), then each eight flags make one byte of the filter (one
+    multiply moves flag i to bit 7 - i of the top byte) and the record's filter is OR-ed in
+    64 bits at a time: 1.7x faster than setting the bits one by one (measured: bench/)."""
     first = offsets[start]
     mask = bits - 1 if bits & (bits - 1) == 0 else -1  # a power of two: the modulus is a mask
-    if word == 1 and mask >= 0:  # one byte a position (the default's 256-bit names)
+    if word == 1 and mask >= 0 and words.shape[0] > 0:
+        flags = np.zeros(bits, dtype=np.uint8)
+        groups = flags.view(np.uint64)
         for record in range(start, stop):
-            row = out[record]
+            if offsets[record + 1] == offsets[record]:
+                continue
+            flags[:] = 0
             for pair in range(offsets[record] - first, offsets[record + 1] - first):
                 at = pair * stride
                 for i in range(hashes):
-                    position = np.int64(stream[at + i]) & mask
-                    row[column + (position >> 3)] |= np.uint8(0x80 >> (position & 7))
+                    flags[np.int64(stream[at + i]) & mask] = 1
+            for k in range(bits // 64):
+                packed = np.uint64(0)
+                for b in range(8):
+                    top = (groups[8 * k + b] * np.uint64(0x8040201008040201)) >> np.uint64(56)
+                    packed |= top << np.uint64(8 * b)
+                words[record, column // 8 + k] |= packed
         return
     for record in range(start, stop):
         row = out[record]
@@ -123,6 +141,16 @@ def _set_bits_loop(
                 at += 1
                 position = value & mask if mask >= 0 else value % bits
                 row[column + (position >> 3)] |= np.uint8(0x80 >> (position & 7))
+
+
+def _word_view(out: U8, column: int, bits: int) -> Words:
+    """``out`` (rows of packed filters) as rows of 64-bit words, for the compiled loop's
+    flagged path, where that reads the same bits: a little-endian host, rows and ``column``
+    on 8-byte bounds, ``bits`` a multiple of 64; else an empty array (bit by bit instead)."""
+    aligned = out.flags.c_contiguous and out.shape[1] % 8 == 0 and column % 8 == 0
+    if sys.byteorder != "little" or not aligned or bits % 64 or not out.size:
+        return np.zeros((0, 1), dtype=np.uint64)
+    return out.view(np.uint64)
 
 
 def compiled_loops() -> tuple[Any, Any]:
@@ -152,9 +180,9 @@ def _warm(pair_blocks_loop: Any, set_bits_loop: Any) -> None:
     pair_blocks_loop(blocks, blocks, layout.counters, layout.ids, layout.value_row,
                      layout.offsets, layout.padding, 0, 1, blocks)  # fmt: skip
     filters = np.zeros((1, 32), dtype=np.uint8)
-    set_bits_loop(
-        blocks.view(np.uint8).reshape(-1), layout.offsets, 0, 1, 16, 1, 1, 256, filters, 0
-    )
+    stream = blocks.view(np.uint8).reshape(-1)
+    for words in (_word_view(filters, 0, 256), np.zeros((0, 1), dtype=np.uint64)):
+        set_bits_loop(stream, layout.offsets, 0, 1, 16, 1, 1, 256, filters, 0, words)
 
 
 def use_compiled(records: int) -> bool:
@@ -225,8 +253,8 @@ def set_bits(
     positions that ``stream`` (the AES output of :func:`pair_blocks`: ``stride`` bytes per
     pair) gives each pair of records ``start``..``stop``."""
     if layout.compiled:
-        loop = compiled_loops()[1]
-        loop(stream, layout.offsets, start, stop, stride, hashes, word, bits, out, column)
+        loop, words = compiled_loops()[1], _word_view(out, column, bits)
+        loop(stream, layout.offsets, start, stop, stride, hashes, word, bits, out, column, words)
         return
     rows, _ = _pairs(layout, start, stop)
     dtype = np.dtype({1: "u1", 2: ">u2", 4: ">u4"}[word])

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import itertools
 import mmap
 import multiprocessing
 from collections import Counter
@@ -27,6 +26,7 @@ from multiprocessing.sharedctypes import Synchronized
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from gateway.columnar import ArrowColumn
 from gateway.copy_kernels import use_compiled
@@ -51,8 +51,8 @@ MIN_ROWS_TO_FORK = 20_000
 _SAMPLE_ROWS = 5_000
 _ROWS_PER_DISTINCT = 25  # rows that cost as much as one distinct value (measured: bench/)
 _COPY_ROWS_PER_DISTINCT = 5  # salted-copy rows that cost as much (each row is hashed)
-_PARTS_FROM = 0.2  # a field's cost over its rows from which it is encoded in parts
-_PARTS = 4  # of rows: small enough that both processes end together, each with its share
+_PARTS_FROM = 0.2  # a field's cost over its rows from which it is encoded in groups
+_PARTS = 4  # groups of values: small enough that both processes end together
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,7 @@ class _Job:
 
 _JOB: _Job | None = None  # set just before forking; read by the child
 Part = tuple[EncodedColumns, dict[str, FieldReport], dict[str, list[NormalValue]]]
-Turn = tuple[str, int, int]  # a field and the rows start..stop of it to encode (often all)
+Turn = tuple[str, int, int]  # a field, and which group of its values of how many (0 of 1: all)
 
 
 def _salt_inputs(fields: tuple[FieldSpec, ...], *, copies: bool = True) -> set[str]:
@@ -96,17 +96,14 @@ def _values_kept(context: EncodingContext) -> set[str]:
     return {a.field for a in context.attributes} | _salt_inputs(context.fields, copies=False)
 
 
+def _turn(job: _Job, name: str, group: int, groups: int) -> Part:
+    """Normalise and encode field ``name``: all of it, or (``groups`` > 1) the rows of one
+    group of its values (:func:`_field_group`)."""
+    return _field_group(job, name, group, groups) if groups > 1 else _part(job, [name])
+
+
 def _part(job: _Job, names: list[str]) -> Part:
     """Normalise and encode ``names``; keep the values attributes are made from."""
-    return _rows_part(job, names, 0, job.count)
-
-
-def _rows_part(job: _Job, names: list[str], start: int, stop: int) -> Part:
-    """:func:`_part` of rows ``start``..``stop`` (all rows, or a part of a field that is
-    :func:`_splittable`: its encodings go into the shared arrays, its report counts those
-    rows, numbered as in the whole file)."""
-    if (start, stop) != (0, job.count):
-        return _field_rows(job, names[0], start, stop)
     salted = tuple(spec for spec in job.context.fields if spec.name in names)
     keep = {"record_id", *names, *_salt_inputs(salted)}
     mapping = ColumnMapping(
@@ -139,21 +136,20 @@ def _take_turns(job: _Job, first: Sequence[str] = ()) -> Part:
     is left (run by both processes)."""
     done: Part = (EncodedColumns(), {}, {})
     in_parts = _in_parts(job)
-    for name in first:
-        _add(done, _part(job, [name]), in_parts)
+    if first:  # together: what their salts are made from is normalised once for all
+        _add(done, _part(job, list(first)), in_parts)
     while True:
         with job.taken.get_lock():
             index = job.taken.value
             job.taken.value = index + 1
         if index >= len(job.order):
             return done
-        name, start, stop = job.order[index]
-        _add(done, _rows_part(job, [name], start, stop), in_parts)
+        _add(done, _turn(job, *job.order[index]), in_parts)
 
 
 def _in_parts(job: _Job) -> set[str]:
-    """The fields of ``job`` encoded in parts of rows."""
-    return {name for name, start, stop in job.order if (start, stop) != (0, job.count)}
+    """The fields of ``job`` encoded in groups of their values."""
+    return {name for name, _, groups in job.order if groups > 1}
 
 
 def _add(done: Part, part: Part, in_parts: set[str]) -> None:
@@ -166,24 +162,37 @@ def _add(done: Part, part: Part, in_parts: set[str]) -> None:
     done[2].update(part[2])
 
 
-def _field_rows(job: _Job, name: str, start: int, stop: int) -> Part:
-    """Rows ``start``..``stop`` of a :func:`_splittable` field, normalised and encoded on
-    their own (same bytes: the encoders are per value) into the shared arrays."""
+def _field_group(job: _Job, name: str, group: int, groups: int) -> Part:
+    """The rows of a :func:`_splittable` field whose values fall in ``group`` (equal values
+    in one group: :func:`gateway.columnar.value_groups`), normalised and encoded on their own
+    (the same bytes: the encoders work value by value) into the shared arrays; the report
+    counts those rows, numbered as in the whole file."""
     rule = job.mapping.columns[name]
-    column = job.columns.get(rule.column, ())
-    rows = column.rows(start, stop) if isinstance(column, ArrowColumn) else column[start:stop]
+    rows, values = _group_rows(job.columns.get(rule.column, [""] * job.count), group, groups)
     mapping = ColumnMapping(job.mapping.source, {name: rule})
-    records = normalise_columns({rule.column: rows}, stop - start, mapping, today=job.today,
-                                where=job.where, record_ids=[""] * (stop - start))  # fmt: skip
+    records = normalise_columns({rule.column: values}, len(rows), mapping, today=job.today,
+                                where=job.where, record_ids=[""] * len(rows))  # fmt: skip
     fields = tuple(spec for spec in job.context.fields if spec.name == name)
     encoded = encode_fields(records, fields, secret=job.secret, context=job.context)
-    job.shared.values[name][start:stop] = encoded.values[name]
-    job.shared.present[name][start:stop] = encoded.present[name]
+    job.shared.values[name][rows] = encoded.values[name]
+    job.shared.present[name][rows] = encoded.present[name]
     report = records.report[name]
-    report.first_invalid_rows = [row + start for row in report.first_invalid_rows]
+    report.first_invalid_rows = [int(rows[row - 2]) + 2 for row in report.first_invalid_rows]
     out = EncodedColumns()
     out.values[name], out.present[name] = job.shared.values[name], job.shared.present[name]
     return out, {name: report}, {}
+
+
+def _group_rows(
+    column: Sequence[str], group: int, groups: int
+) -> tuple[npt.NDArray[np.intp], Sequence[str]]:
+    """The rows of ``column`` whose values fall in ``group``, and those values. A column the
+    csv module read is grouped by Python's string hash, which a forked child shares."""
+    if isinstance(column, ArrowColumn):
+        return column.group(group, groups)
+    hashes = np.fromiter(map(hash, column), dtype=np.int64, count=len(column))
+    rows = np.flatnonzero(hashes % groups == group)
+    return rows, [column[int(i)] for i in rows]
 
 
 def _sum(one: FieldReport, other: FieldReport) -> FieldReport:
@@ -280,21 +289,21 @@ def _sample(column: Sequence[str], count: int) -> list[str]:
 
 def _turns(costs: dict[str, float], count: int, context: EncodingContext) -> list[Turn]:
     """The fields as turns, the costliest first; a :func:`_splittable` field of many distinct
-    values (a cost above :data:`_PARTS_FROM` of the rows) as :data:`_PARTS` turns of its rows, so
-    that the last big field does not leave one process idle while the other works alone."""
+    values (a cost above :data:`_PARTS_FROM` of the rows) as :data:`_PARTS` turns, one per
+    group of its values, so that the last big field does not leave one process idle while
+    the other works alone."""
     turns: list[tuple[float, Turn]] = []
-    bounds = [i * count // _PARTS for i in range(_PARTS + 1)]
     for name, cost in costs.items():
         if cost >= _PARTS_FROM * count and name in _splittable(context):
-            turns += [(cost / _PARTS, (name, a, b)) for a, b in itertools.pairwise(bounds)]
+            turns += [(cost / _PARTS, (name, group, _PARTS)) for group in range(_PARTS)]
         else:
-            turns.append((cost, (name, 0, count)))
-    turns.sort(key=lambda turn: -turn[0])  # stable: parts stay in row order
+            turns.append((cost, (name, 0, 1)))
+    turns.sort(key=lambda turn: -turn[0])  # stable: a field's groups stay in order
     return [turn for _, turn in turns]
 
 
 def _splittable(context: EncodingContext) -> set[str]:
-    """Fields that can be encoded in parts of rows: encoded value by value (not keyed
+    """Fields that can be encoded a group of values at a time: value by value (not keyed
     by record, no salted copies), their values not kept, and no salt made from them."""
     tied = _values_kept(context) | _salt_inputs(context.fields)
     return {

@@ -140,7 +140,7 @@ def test_two_processes_encode_the_same_bytes_as_one(
     monkeypatch.setattr(copy_kernels, "_loops", None)
     town = generate_town(seed=5, people=17_000)
     rows = [row for agency in town.canonical_rows.values() for row in agency]
-    for row in (6, 7, len(rows) // 2 + 3, len(rows) - 2):  # invalid in several parts of rows
+    for row in (6, 7, len(rows) // 2 + 3, len(rows) - 2):  # invalid, in several groups
         rows[row] = {**rows[row], "nhs_number": "12345"}
     path = tmp_path / "all.csv"
     write_canonical_csv(rows, path)
@@ -277,16 +277,45 @@ def test_a_failed_encode_leaves_the_output_folder_as_it_was(tmp_path: Path) -> N
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
 
 
-def test_fields_of_many_distinct_values_are_encoded_in_parts_of_rows() -> None:
+def test_fields_of_many_distinct_values_are_encoded_in_groups_of_values() -> None:
     """Two processes share the work in turns; the NHS number and the address (keyed per
-    value, nothing made from them) each become four turns, the salted names and what their
-    salts are made from stay whole."""
+    value, nothing made from them) each become four turns, one per group of their values;
+    the salted names and what their salts are made from stay whole."""
     from gateway.parallel import _splittable, _turns
 
     context = context_without_policy(default_schema(), policy_id="t", epoch=0)
     assert {"nhs_number", "address"} <= _splittable(context)
     assert not {"given_name", "family_name", "date_of_birth", "postcode"} & _splittable(context)
     turns = _turns({"nhs_number": 600.0, "address": 500.0, "sex": 40.0}, 1000, context)
-    assert turns == [("nhs_number", 0, 250), ("nhs_number", 250, 500), ("nhs_number", 500, 750),
-                     ("nhs_number", 750, 1000), ("address", 0, 250), ("address", 250, 500),
-                     ("address", 500, 750), ("address", 750, 1000), ("sex", 0, 1000)]  # fmt: skip
+    assert turns == [("nhs_number", 0, 4), ("nhs_number", 1, 4), ("nhs_number", 2, 4),
+                     ("nhs_number", 3, 4), ("address", 0, 4), ("address", 1, 4),
+                     ("address", 2, 4), ("address", 3, 4), ("sex", 0, 1)]  # fmt: skip
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    values=st.lists(
+        st.none() | st.text(alphabet=st.sampled_from(list("ab1 é-")), max_size=6), max_size=40
+    ),
+    parts=st.integers(1, 5),
+)
+def test_value_groups_put_equal_values_together_and_every_row_in_one_group(
+    values: list[str | None], parts: int
+) -> None:
+    import pyarrow as pa
+
+    from gateway.columnar import ArrowColumn, value_groups
+
+    chunked = pa.chunked_array([values[:7], values[7:]], type=pa.string()).slice(2)
+    groups = value_groups(chunked, parts)
+    assert len(groups) == len(chunked) and ((groups >= 0) & (groups < parts)).all()
+    by_value: dict[str | None, set[int]] = {}
+    for value, group in zip(chunked.to_pylist(), groups.tolist(), strict=True):
+        by_value.setdefault(value, set()).add(group)
+    assert all(len(found) == 1 for found in by_value.values())
+    column, seen = ArrowColumn(chunked), []
+    for part in range(parts):
+        rows, taken = column.group(part, parts)
+        assert list(taken) == [chunked[int(r)].as_py() for r in rows]
+        seen += rows.tolist()
+    assert sorted(seen) == list(range(len(chunked)))

@@ -69,9 +69,13 @@ class ArrowColumn(Sequence[str]):
     def group(self, part: int, parts: int) -> tuple[npt.NDArray[np.intp], ArrowColumn]:
         """The rows whose value falls in group ``part`` of ``parts`` (:func:`value_groups`),
         and their values, still held by Arrow."""
-        rows = np.flatnonzero(value_groups(self._column, parts) == part)
-        taken = _call("take", [self._column, rows])
-        return rows, ArrowColumn(taken)
+        import pyarrow as pa
+
+        rows = np.flatnonzero(value_groups(self._column, parts) == part).astype(np.int64)
+        # the row numbers as an Arrow array over numpy's buffer: converting the numpy array
+        # instead would import pandas (over half a second)
+        indices = pa.Array.from_buffers(pa.int64(), len(rows), [None, pa.py_buffer(rows)])
+        return rows, ArrowColumn(_call("take", [self._column, indices]))
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.tolist())

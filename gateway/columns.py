@@ -21,6 +21,7 @@ from gateway.normalise import (
     ADDRESS_WORDS,
     FLAT_SLASH,
     InvalidValue,
+    flat_words,
     normalise_address,
     normalise_nhs_number,
 )
@@ -84,7 +85,7 @@ def addresses(values: list[str]) -> list[Result]:
     """:func:`normalise_address` of each value: ASCII values folded as one joined text."""
     fast = _fast_flags(values)
     easy = values if fast is None else [v for v, f in zip(values, fast, strict=True) if f]
-    text = _SEP.join(FLAT_SLASH.sub(r"flat \1 \2", v) if "/" in v else v for v in easy)
+    text = _SEP.join(FLAT_SLASH.sub(flat_words, v) if "/" in v else v for v in easy)
     text = text.lower().replace("'", "").translate(_FOLD_ASCII)
     quick: list[Result] = _address_texts(text) if easy else []
     if fast is None:

@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 
 ARROW_MIN_BYTES = 1 << 20  # smaller files: the csv module is quick, and pyarrow's import is not
 _BOM = b"\xef\xbb\xbf"
+# bytes that may be (part of) whitespace, which str.strip would drop: ASCII's, and non-ASCII
+_NOT_PLAIN = np.array([chr(c).isspace() or c >= 128 for c in range(256)], dtype=np.bool_)
 
 
 class ArrowColumn(Sequence[str]):
@@ -38,6 +40,7 @@ class ArrowColumn(Sequence[str]):
 
     def __init__(self, column: pyarrow.ChunkedArray) -> None:
         self._column = column
+        self._groups: dict[int, npt.NDArray[np.int64]] = {}  # value_groups, by their number
 
     def __len__(self) -> int:
         return len(self._column)
@@ -71,11 +74,26 @@ class ArrowColumn(Sequence[str]):
         and their values, still held by Arrow."""
         import pyarrow as pa
 
-        rows = np.flatnonzero(value_groups(self._column, parts) == part).astype(np.int64)
+        if parts not in self._groups:  # made once for all of this column's groups
+            self._groups[parts] = value_groups(self._column, parts)
+        rows = np.flatnonzero(self._groups[parts] == part).astype(np.int64)
         # the row numbers as an Arrow array over numpy's buffer: converting the numpy array
         # instead would import pandas (over half a second)
         indices = pa.Array.from_buffers(pa.int64(), len(rows), [None, pa.py_buffer(rows)])
         return rows, ArrowColumn(_call("take", [self._column, indices]))
+
+    def plain(self) -> bool:
+        """Whether every value is non-empty ASCII without whitespace (record IDs that need no
+        stripping, and none of them empty)."""
+        for chunk in self._column.chunks:
+            _, offsets_buffer, data_buffer = chunk.buffers()
+            count = len(chunk)
+            offsets = np.frombuffer(offsets_buffer, np.int32, count + 1, offset=4 * chunk.offset)
+            if chunk.null_count or data_buffer is None or (np.diff(offsets) == 0).any():
+                return False
+            if _NOT_PLAIN[np.frombuffer(data_buffer, np.uint8)[offsets[0] : offsets[-1]]].any():
+                return False
+        return True
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.tolist())

@@ -198,6 +198,10 @@ def normalise_columns(
 def record_ids_of(columns: Columns, count: int, mapping: ColumnMapping, where: str) -> list[str]:
     """Record IDs; an empty or repeated one is refused, naming its row (the header is row 1)."""
     column = columns.get(mapping.columns["record_id"].column, [""] * count)
+    if isinstance(column, ArrowColumn) and column.plain():  # nothing to strip, none empty
+        ids = column.tolist()
+        if len(set(ids)) == len(ids):
+            return ids
     ids = list(map(str.strip, column.tolist() if isinstance(column, ArrowColumn) else column))
     if "" not in ids and len(set(ids)) == len(ids):
         return ids

@@ -139,3 +139,27 @@ def test_chunks_without_one_shared_dictionary_are_encoded_whole(
     monkeypatch.setattr(columnar, "_identity", lambda dictionary: (next(chunk_numbers),))
     unique, rows = address.book()  # as if each chunk had its own dictionary
     assert unique == shared[0] and np.array_equal(rows, shared[1])
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    ids=st.lists(st.text(alphabet=st.sampled_from(list("P-07 é\t\x1f")), max_size=4), max_size=12)
+)
+def test_record_ids_held_by_arrow_are_checked_and_stripped_as_a_list_is(ids: list[str]) -> None:
+    """Plain IDs (ASCII, no whitespace, none empty) skip the stripping; the answer, or the
+    refusal naming the row, is the list's."""
+    import pyarrow as pa
+
+    from gateway.records import record_ids_of
+    from keys.errors import InputError
+
+    mapping = canonical_mapping("t", ["record_id"])
+    held = ArrowColumn(pa.chunked_array([ids[:5], ids[5:]], type=pa.string()))
+
+    def answer(column: object) -> object:
+        try:
+            return record_ids_of({"record_id": column}, len(ids), mapping, "t")  # type: ignore[dict-item]
+        except InputError as error:
+            return str(error)
+
+    assert answer(held) == answer(list(ids))

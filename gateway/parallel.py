@@ -1,13 +1,23 @@
 """Normalising and encoding a batch's fields in two processes at once.
 
 Fields are independent: each is normalised and encoded from its own column. With
-``workers=2`` a forked child and this process take the fields in turns, the costliest (by
-their number of distinct raw values) first, each taking the next field free. The child
-inherits the columns, mapping, context and secret by ``fork`` (nothing is pickled to it,
-nothing leaves the machine) and sends back only encoded bytes, presence flags and counts, plus
-the normalised values of any field an attribute is generalised from. The result is byte for
-byte what one process makes (a test checks it): the encoders are deterministic, and
-pseudonyms are drawn here, not in the child.
+``workers=2`` a forked child and this process share the work in turns, the costliest (by
+their number of distinct raw values) first, each taking the next turn free:
+
+- the child first encodes the fields stored as salted copies, all in one turn (what their
+  salts are made from is normalised once), and loads numba's compiled loops for them itself,
+  while this process checks the record IDs and draws their pseudonyms (and writes a first
+  map to disk); loading numba here would hold up the fork by half a second;
+- a field of many distinct values that is encoded value by value (the NHS number, the
+  address) is four turns, one per group of its values (:func:`gateway.columnar.value_groups`:
+  equal values share a group, so no value is normalised or hashed twice), so that both
+  processes end together instead of one waiting for the other's last big field.
+
+The child inherits the columns, mapping, context and secret by ``fork`` (nothing is pickled
+to it, nothing leaves the machine) and sends back only encoded bytes (through shared memory),
+presence flags and counts, plus the normalised values of any field an attribute is generalised
+from. The result is byte for byte what one process makes (a test checks it, reports
+included): the encoders are deterministic, and pseudonyms are drawn here, not in the child.
 
 Forking is used only where the platform offers it, and only for batches large enough to gain.
 """

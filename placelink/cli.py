@@ -9,7 +9,6 @@ Each command group lives in its own module under ``placelink/commands/`` and is 
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -51,19 +50,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run() -> NoReturn:
-    """The console script (and ``python -m placelink``): :func:`main`, as a process. A
-    one-shot command (``encode``, marked ``one_shot``) then leaves without the interpreter's
-    teardown, which would free its million-record tables object by object (about 0.2 s of a
-    million-record encode), once its output is flushed: its files are closed by then, and it
-    starts no thread, server or temporary folder that an exit handler would end."""
+    """The console script (and ``python -m placelink``): :func:`main` as the whole process,
+    which lets a one-shot command leave without the interpreter's teardown
+    (:func:`placelink.commands.finished`)."""
     args = build_parser().parse_args()
-    code = _handle(args)
-    if getattr(args, "one_shot", False):
-        logging.shutdown()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-    sys.exit(code)
+    args.as_process = True
+    sys.exit(_handle(args))
 
 
 def _handle(args: argparse.Namespace) -> int:

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from placelink.commands import Commands
+from placelink.commands import Commands, finished
 
 if TYPE_CHECKING:
     from linkage.engine import Engine
@@ -44,7 +44,7 @@ def _encode(args: argparse.Namespace) -> int:
             counts += f" ({report.unverified} of the valid fail the UK check but are used)"
         print(f"{name}: {counts}", file=sys.stderr)
     print(f"encoded {len(result.batch)} records to {args.output} (local map {args.output}.ids)")
-    return 0
+    return finished(args, 0)  # as a process: leaves here, the batch never freed
 
 
 def _engine(args: argparse.Namespace) -> Engine:
@@ -101,7 +101,7 @@ def register(commands: Commands) -> None:
         help="processes sharing the fields of a large batch: 1 (default) or 2, which gains only "
         "where a second CPU is idle",
     )
-    encode.set_defaults(handler=_encode, one_shot=True)  # see placelink.cli.run
+    encode.set_defaults(handler=_encode)
 
     match = commands.add_parser("match", help="link .clks files into entities")
     match.add_argument("inputs", nargs="+", help="two or more .clks files")

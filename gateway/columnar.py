@@ -65,10 +65,6 @@ class ArrowColumn(Sequence[str]):
         value: str = self._column[index].as_py()
         return value
 
-    def rows(self, start: int, stop: int) -> ArrowColumn:
-        """The values of rows ``start``..``stop``, still held by Arrow (no copy)."""
-        return ArrowColumn(self._column.slice(start, stop - start))
-
     def group(self, part: int, parts: int) -> tuple[npt.NDArray[np.intp], ArrowColumn]:
         """The rows whose value falls in group ``part`` of ``parts`` (:func:`value_groups`),
         and their values, still held by Arrow."""

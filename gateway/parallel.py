@@ -268,7 +268,8 @@ def _costs(
 ) -> dict[str, float]:
     """Each field's work. The work of a field is mostly one normalising and encoding per
     distinct value, plus a little per row; the number of distinct values in the whole column
-    is estimated from the first rows by the bias-corrected Chao1 estimator (distinct values,
+    is estimated from a sample of its rows (:func:`_sample`) by the bias-corrected Chao1
+    estimator (distinct values,
     plus those seen once squared over twice those seen twice), so that a column of few values
     that repeat (dates of birth) ranks below one of many (NHS numbers), though both look
     alike in a small sample. A field stored as salted copies (``fields``) is hashed row by

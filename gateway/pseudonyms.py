@@ -168,7 +168,7 @@ def _temporary(path: Path) -> Path:
 
 
 def _fresh_lines(record_ids: list[str], pool: bytes) -> Iterator[bytes] | None:
-    """The map's lines (``pseudonym,record_id\r\n``, by pseudonym) as :meth:`PseudonymMap.save`
+    """The map's lines (``pseudonym,record_id\\r\\n``, by pseudonym) as :meth:`PseudonymMap.save`
     writes them, made with numpy from the raw pseudonyms, a block of lines at a time (each
     block's arrays are reused, so they stay in the cache and cost no fresh memory); None where
     an ID is not plain ASCII (the caller then writes line by line)."""

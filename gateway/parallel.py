@@ -365,7 +365,12 @@ def normalise_and_encode(
     record_ids, encoded, report, values = _fork_and_share(job, forking, pseudonyms)
     report = {name: report[name] for name in mapping.columns if name in report}
     enforce_strict(report, strict, where)
-    return NormalisedRecords(record_ids, values, report), encoded
+    records = NormalisedRecords(record_ids, values, report)
+    absent = tuple(spec for spec in context.fields if spec.name not in encoded.values)
+    if absent:  # fields the file lacks: no turn took them; absent in every record
+        nothing = NormalisedRecords(record_ids, {}, {})
+        encoded.update(encode_fields(nothing, absent, secret=secret, context=context))
+    return records, encoded
 
 
 def _fork_and_share(

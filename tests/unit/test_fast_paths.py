@@ -7,6 +7,7 @@ against a row-by-row reference, and two-process encoding against one process.
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 from pathlib import Path
 from unittest.mock import patch
@@ -185,6 +186,44 @@ def test_two_processes_encode_the_same_bytes_as_one(
     assert bytes.fromhex("".join(map(by_record.__getitem__, two.record_ids))) == raw
 
 
+@pytest.mark.parametrize(
+    "dropped",
+    [("given_name",), ("date_of_birth", "postcode"), ("given_name", "family_name", "address")],
+)
+def test_two_processes_encode_a_file_that_lacks_fields_as_one_does(
+    tmp_path: Path, dropped: tuple[str, ...]
+) -> None:
+    """Fields of the schema that the file lacks (salted names, what salts are made from)
+    are absent in every record, with two processes as with one; no turn takes them."""
+    town = generate_town(seed=6, people=17_000)
+    rows = [row for agency in town.canonical_rows.values() for row in agency]
+    path = tmp_path / "some.csv"
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        kept = [name for name in rows[0] if name not in dropped]
+        writer = csv.DictWriter(handle, kept, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    header, columns = read_csv_columns(path)
+    from gateway.mapping import canonical_mapping
+
+    mapping = canonical_mapping("some", header)
+    context = context_without_policy(default_schema(), policy_id="t", epoch=0)
+    one, two = (
+        normalise_and_encode(columns, len(rows), mapping, secret=LinkageSecret(KEY),
+                             context=context, today=dt.date(2027, 1, 1), workers=workers)
+        for workers in (1, 2)
+    )  # fmt: skip
+    assert {k: vars(v) for k, v in one[0].report.items()} == {
+        k: vars(v) for k, v in two[0].report.items()
+    }
+    assert set(one[1].values) == set(two[1].values) == {spec.name for spec in context.fields}
+    for name in one[1].values:
+        assert np.array_equal(one[1].values[name], two[1].values[name]), name
+        assert np.array_equal(one[1].present[name], two[1].present[name]), name
+    for name in dropped:
+        assert not two[1].present[name].any()
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     record_ids=st.lists(
@@ -257,6 +296,117 @@ def test_a_staged_map_that_changes_afterwards_is_saved_as_it_now_is(tmp_path: Pa
     assert not (tmp_path / "a.ids.tmp").exists()
     staged.save(tmp_path / "a.ids")
     assert set(PseudonymMap.load(tmp_path / "a.ids").by_record) == {"R1", "R2", "R3"}
+
+
+ID_TEXT = st.text(alphabet=st.sampled_from(list('Pr-0159 é",\n')), max_size=9)
+
+
+@settings(max_examples=150, deadline=None)
+@given(saved=st.lists(ID_TEXT, unique=True), wanted=st.lists(ID_TEXT))
+def test_a_loaded_map_looks_records_up_as_its_dictionary_does(
+    tmp_path_factory: pytest.TempPathFactory, saved: list[str], wanted: list[str]
+) -> None:
+    """A saved map, loaded as arrays where its lines are plain (else as a dictionary), keeps
+    every known record's pseudonym, draws one new pseudonym per new ID (a repeated new ID gets
+    the same), and is saved as the line-by-line writer saves the same dictionary."""
+    folder = tmp_path_factory.mktemp("ids")
+    first = PseudonymMap()
+    first.pseudonyms_for(saved)
+    first.save(folder / "a.ids")
+    known = dict(PseudonymMap.load(folder / "a.ids").by_record)
+    loaded = PseudonymMap.load(folder / "a.ids")
+    raw = loaded.pseudonyms_for(wanted)
+    hexed = [raw[i : i + 16].hex() for i in range(0, len(raw), 16)]
+    by_id: dict[str, str] = {}
+    for record_id, pseudonym in zip(wanted, hexed, strict=True):
+        assert by_id.setdefault(record_id, pseudonym) == pseudonym  # one per ID
+        assert known.get(record_id, pseudonym) == pseudonym  # a known record keeps its own
+    new = {by_id[r] for r in by_id if r not in known}
+    assert len(new) == len(set(wanted) - set(known)) and not new & set(known.values())
+    loaded.save(folder / "b.ids")
+    PseudonymMap({**known, **by_id}).save(folder / "c.ids")  # the dictionary, line by line
+    assert (folder / "b.ids").read_bytes() == (folder / "c.ids").read_bytes()
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    record_ids=st.lists(st.text(alphabet="R0é,", max_size=4), min_size=1, max_size=6, unique=True),
+    at=st.integers(0, 10_000),
+    edit=st.sampled_from(["", " ", "A", "g", '"', "\r", "\n", ",", "\0", "\r\n", "\ufeff"]),
+)
+def test_map_lines_read_as_arrays_are_the_rows_csv_reads(
+    tmp_path_factory: pytest.TempPathFactory, record_ids: list[str], at: int, edit: str
+) -> None:
+    """A map file edited anywhere (an upper-case or non-hex digit, a stray quote, CR, LF or
+    comma): read as arrays only where its lines are exactly as saved, and then the rows that
+    the csv module reads; any other readable file is read by the csv module itself."""
+    path = tmp_path_factory.mktemp("ids") / "a.ids"
+    drawn = PseudonymMap()
+    drawn.pseudonyms_for(record_ids)
+    drawn.save(path)
+    text = path.read_text(encoding="utf-8")
+    at %= len(text) + 1
+    path.write_bytes((text[:at] + edit + text[at:]).encode("utf-8"))
+    entries = pseudonyms_module._plain_entries(path.read_bytes())
+    try:
+        with path.open(encoding="utf-8", newline="") as handle:
+            rows = {row["record_id"]: row["pseudonym"] for row in csv.DictReader(handle)}
+    except (KeyError, csv.Error):
+        assert entries is None
+        return
+    if entries is not None:
+        hexed = entries.raw.hex()
+        assert len(entries.raw) == 16 * len(entries.record_ids)
+        pseudonyms = [hexed[i : i + 32] for i in range(0, len(hexed), 32)]
+        assert dict(zip(entries.record_ids, pseudonyms, strict=True)) == rows
+    if "\ufeff" not in text[:at] + edit:
+        assert PseudonymMap.load(path).by_record == rows
+
+
+def test_a_map_that_gained_no_record_is_not_written_again(tmp_path: Path) -> None:
+    record_ids = [f"R{i}" for i in range(300)]
+    first = PseudonymMap()
+    first.pseudonyms_for(record_ids)
+    first.save(tmp_path / "a.ids")
+    before = (tmp_path / "a.ids").stat()
+    again = PseudonymMap.load(tmp_path / "a.ids")
+    again.stage_at(tmp_path / "a.ids")
+    again.prepare(record_ids[::-1], distinct=True)  # all known: nothing to stage
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.ids"]
+    again.save(tmp_path / "a.ids")
+    after = (tmp_path / "a.ids").stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    again.prepare([*record_ids, "R300"], distinct=True)  # one new record: staged and saved
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.ids", "a.ids.tmp"]
+    again.save(tmp_path / "a.ids")
+    assert len(PseudonymMap.load(tmp_path / "a.ids").by_record) == 301
+
+
+def test_re_encoding_keeps_every_records_pseudonym_and_adds_new_ones(tmp_path: Path) -> None:
+    """Two processes: the second encode looks the records up in the loaded map (as arrays),
+    leaves an unchanged map as it is, and draws pseudonyms for new records only."""
+    from gateway.pipeline import encode_file
+    from policies.clks import load_clks
+
+    count = 20_000
+    source, output = tmp_path / "in.csv", tmp_path / "out.clks"
+    rows = [f"R{i},{9_000_000_000 + i}" for i in range(count)]
+    context = context_without_policy(default_schema(), policy_id="t", epoch=0)
+
+    def encode(rows: list[str]) -> list[bytes]:
+        source.write_text("\n".join(["record_id,nhs_number", *rows]) + "\n", encoding="utf-8")
+        encode_file(source, output, secret=LinkageSecret(KEY), context=context,
+                    today=dt.date(2027, 1, 1), workers=2)  # fmt: skip
+        return [bytes(row) for row in load_clks(output.read_bytes()).pseudonyms]
+
+    first = encode(rows)
+    saved = (tmp_path / "out.clks.ids").stat().st_mtime_ns
+    assert encode(rows) == first
+    assert (tmp_path / "out.clks.ids").stat().st_mtime_ns == saved  # not written again
+    grown = encode([*rows[::-1], f"NEW1,{9_100_000_000}"])  # another order, one new record
+    assert grown[:-1] == first[::-1] and grown[-1] not in first
+    by_record = PseudonymMap.load(tmp_path / "out.clks.ids").by_record
+    assert len(by_record) == count + 1 and by_record["NEW1"] == grown[-1].hex()
 
 
 def test_a_failed_encode_leaves_the_output_folder_as_it_was(tmp_path: Path) -> None:

@@ -180,7 +180,7 @@ def encode_file(
         )
         tmp = output_path.with_name(output_path.name + ".tmp")
         with tmp.open("wb") as handle:  # block by block: no second copy of the batch in memory
-            write_clks(result.batch, handle)
+            write_clks(result.batch, handle, threads=2 if workers >= 2 else 1)
     except BaseException:
         pseudonyms.discard_staged()  # the map file and its folder stay as they were
         raise

@@ -123,3 +123,20 @@ def test_write_clks_writes_the_bytes_dump_clks_makes(batch: EncodedBatch, block:
     assert write_clks(batch, out, block_records=block) == len(dump(batch))
     assert out.getvalue() == dump(batch)
     _assert_same_batch(streamed(FileSource(out), block), batch)
+
+
+@settings(max_examples=60, deadline=None)
+@given(batch=batches(max_records=12), block=st.integers(1, 5), threads=st.integers(2, 3))
+def test_write_clks_in_threads_writes_the_same_bytes_to_a_file(
+    tmp_path_factory: pytest.TempPathFactory, batch: EncodedBatch, block: int, threads: int
+) -> None:
+    """Threads fill and write blocks at their own offsets; the file is what dump_clks makes,
+    and its position is at the end, for what follows."""
+    path = tmp_path_factory.mktemp("clks") / "a.clks"
+    with path.open("wb") as handle:
+        handle.write(b"x")  # the section starts past whatever the file already holds
+        written = write_clks(batch, handle, block_records=block, threads=threads)
+        assert handle.tell() == 1 + written
+        handle.write(b"y")
+    assert written == len(dump(batch))
+    assert path.read_bytes() == b"x" + dump(batch) + b"y"

@@ -124,8 +124,8 @@ class PseudonymMap:
 
     def pseudonyms_for(self, record_ids: list[str]) -> bytes:
         """The pseudonyms of many records, raw and concatenated (new ones drawn in one go)."""
-        answer = self._answer
-        if answer is not None and (answer[0] is record_ids or answer[0] == record_ids):
+        answer = self._answer  # its IDs a copy: the caller's list may change after the call
+        if answer is not None and answer[0] == record_ids:
             return answer[1]
         entries = self._entries
         first = entries is not None and not entries.record_ids
@@ -139,7 +139,7 @@ class PseudonymMap:
                 self._changed()
         else:
             raw = self._from_dictionary(record_ids)
-        self._answer = (record_ids, raw)
+        self._answer = (list(record_ids), raw)
         return raw
 
     def _draw(self, record_ids: list[str]) -> bytes:
@@ -147,7 +147,7 @@ class PseudonymMap:
         pool = secrets.token_bytes(PSEUDONYM_BYTES * len(record_ids))
         self._entries = _Entries(list(record_ids), pool)
         self._changed()
-        self._answer = (record_ids, pool)
+        self._answer = (list(record_ids), pool)
         return pool
 
     def _from_dictionary(self, record_ids: list[str]) -> bytes:

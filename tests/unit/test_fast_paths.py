@@ -363,6 +363,16 @@ def test_map_lines_read_as_arrays_are_the_rows_csv_reads(
         assert PseudonymMap.load(path).by_record == rows
 
 
+def test_pseudonyms_follow_a_list_of_ids_that_changed_after_they_were_asked_for() -> None:
+    pseudonyms = PseudonymMap()
+    record_ids = ["R1", "R2"]
+    first = pseudonyms.pseudonyms_for(record_ids)
+    record_ids.append("R3")  # the same list, changed: the answer kept for it is stale
+    second = pseudonyms.pseudonyms_for(record_ids)
+    assert len(second) == 48 and second[:32] == first
+    assert pseudonyms.pseudonyms_for(["R3", "R1"]) == second[32:] + first[:16]
+
+
 def test_a_map_that_gained_no_record_is_not_written_again(tmp_path: Path) -> None:
     record_ids = [f"R{i}" for i in range(300)]
     first = PseudonymMap()

@@ -14,6 +14,7 @@ the tests hold the two to it.
 
 from __future__ import annotations
 
+import importlib.abc
 import importlib.util
 import sys
 import threading
@@ -171,6 +172,31 @@ def compiled_loops() -> tuple[Any, Any]:
             _warm(*loops)
             _loops = loops
         return _loops
+
+
+def compiled_loops_alone() -> tuple[Any, Any]:
+    """:func:`compiled_loops`, loaded in a process that runs no other compiled code (the
+    second process of :mod:`gateway.parallel`), where numba is not imported yet: without
+    scipy.linalg, which numba imports only to learn whether it can compile ``np.dot`` and
+    ``np.linalg`` (neither is in these loops; numba handles its absence by design). That import
+    was 0.15-0.35 s of the 0.6-0.9 s load on the bench machine. Elsewhere, as loaded."""
+    if "numba" in sys.modules or "scipy.linalg" in sys.modules:
+        return compiled_loops()
+    finder = _WithoutLinalg()
+    sys.meta_path.insert(0, finder)
+    try:
+        return compiled_loops()
+    finally:
+        sys.meta_path.remove(finder)
+
+
+class _WithoutLinalg(importlib.abc.MetaPathFinder):
+    """Refuses scipy.linalg (its modules as well) while it is on ``sys.meta_path``."""
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
+        if name == "scipy.linalg" or name.startswith("scipy.linalg."):
+            raise ImportError(f"{name} is not imported while numba loads the copy loops")
+        return None
 
 
 def _warm(pair_blocks_loop: Any, set_bits_loop: Any) -> None:

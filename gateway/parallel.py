@@ -39,7 +39,7 @@ import numpy as np
 import numpy.typing as npt
 
 from gateway.columnar import ArrowColumn
-from gateway.copy_kernels import use_compiled
+from gateway.copy_kernels import compiled_loops_alone, use_compiled
 from gateway.encode import EncodedColumns, EncodingContext, encode_fields
 from gateway.hardening import SALT_SOURCES
 from gateway.mapping import ColumnMapping
@@ -220,6 +220,8 @@ def _child() -> tuple[list[str], dict[str, FieldReport], dict[str, list[NormalVa
     """The child's turns; its encodings go into the shared arrays, not through the pipe, and
     it names the fields it encoded (its reports also cover the fields salts are made from)."""
     assert _JOB is not None, "the job is set before the fork"
+    if _JOB.child_first:  # fields that run the compiled loops: loaded here, for them alone
+        compiled_loops_alone()
     encoded, report, values = _take_turns(_JOB, _JOB.child_first)
     for name, filters in encoded.values.items():
         if filters is not _JOB.shared.values[name]:  # copies and parts are there already

@@ -363,3 +363,44 @@ def test_the_compiled_loops_load_in_a_thread_that_the_first_use_waits_for(
     assert copy_kernels._loader is not None
     copy_kernels._loader.join(timeout=10)
     assert not any(thread.name == "numba-load" for thread in threading.enumerate())
+
+
+def test_the_second_process_loads_the_loops_without_scipy_linalg_and_they_agree() -> None:
+    """In a fresh interpreter (as the forked child is, numba not yet imported), the loops load
+    without scipy.linalg, set the same bits as numpy's back end, and leave scipy.linalg free to
+    be imported normally afterwards."""
+    import subprocess
+    import sys
+
+    require(copy_kernels.NUMBA_AVAILABLE, "numba (the compiled salted-copy loops)")
+    script = """
+import sys
+import numpy as np
+from gateway import copy_kernels
+assert "numba" not in sys.modules
+loops = copy_kernels.compiled_loops_alone()
+assert loops is copy_kernels._loops and "scipy.linalg" not in sys.modules
+import scipy.linalg  # refused only while numba loaded
+rng = np.random.default_rng(7)
+salts = rng.integers(0, 256, (300, 16), dtype=np.uint8)
+tokens = rng.integers(0, 256, (40, 16), dtype=np.uint8)
+ids = rng.integers(0, 41, (300, 6)).astype(np.int32)
+value_row = np.where(rng.random(300) < 0.1, -1, np.arange(300)).astype(np.int32)
+out = {}
+for compiled in (True, False):
+    counts = np.where(value_row >= 0, (ids[np.maximum(value_row, 0)] < 40).sum(1), 0)
+    layout = copy_kernels.PairLayout(ids, value_row, np.concatenate([[0], np.cumsum(counts)]),
+                                     40, copy_kernels.counter_words(2), compiled)
+    blocks = np.zeros((int(counts.sum()) * 2, 2), dtype=np.uint64)
+    written = copy_kernels.pair_blocks(salts, tokens, layout, 0, 300, blocks)
+    stream = blocks[:written].view(np.uint8).reshape(-1)
+    filters = np.zeros((300, 32), dtype=np.uint8)
+    copy_kernels.set_bits(stream, layout, 0, 300, stride=32, hashes=20, word=1, bits=256,
+                          out=filters)
+    out[compiled] = filters
+assert out[True].any() and np.array_equal(out[True], out[False])
+print("ok")
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"

@@ -142,12 +142,15 @@ def _write_at(fd: int, data: memoryview, offset: int) -> None:
 
 
 def _file_descriptor(file: BinaryIO) -> int | None:
-    """The descriptor of a file on disk, for writes at an offset; None for any other stream."""
+    """The descriptor of a file on disk, for writes at an offset; None for any other stream,
+    and for a file opened to append (where a write at an offset appends all the same)."""
     try:
+        import fcntl  # POSIX; elsewhere the blocks are written in order, by one thread
+
         fd = file.fileno()
-        os.fstat(fd)
-        return fd if file.seekable() else None
-    except (AttributeError, OSError, io.UnsupportedOperation):
+        appends = fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_APPEND
+        return fd if file.seekable() and not appends else None
+    except (ImportError, AttributeError, OSError, io.UnsupportedOperation):
         return None
 
 

@@ -140,3 +140,6 @@ def test_write_clks_in_threads_writes_the_same_bytes_to_a_file(
         handle.write(b"y")
     assert written == len(dump(batch))
     assert path.read_bytes() == b"x" + dump(batch) + b"y"
+    with path.open("ab") as handle:  # appending: written in order, as one thread writes
+        write_clks(batch, handle, block_records=block, threads=threads)
+    assert path.read_bytes() == b"x" + dump(batch) + b"y" + dump(batch)

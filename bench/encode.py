@@ -25,7 +25,9 @@ Each is run ``--repeat`` times, alternately, and its fastest run counts (the run
 disturbed by other work on the machine). Prints records/s for each and the ratio placelink /
 clkhash (wall clock; target, design section 8: >= 10x), and the CPU seconds each spent (user +
 system, children included), whose ratio a machine shared with other work skews less than it
-skews wall-clock time.
+skews wall-clock time. It also prints each pair's ratio (a clkhash run over the placelink run
+just before it): where the machine's speed drifts from minute to minute, the fastest runs of
+the two may fall in different minutes, while a pair's two runs share one.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 CLKHASH_VENV = ROOT / "bench" / ".venv-clkhash"
@@ -136,7 +139,7 @@ def fastest(runs: list[tuple[float, float]]) -> tuple[float, float]:
     return min(wall for wall, _ in runs), min(cpu for _, cpu in runs)
 
 
-def run(count: int, seed: int, work: Path, *, workers: int, repeat: int) -> dict[str, float]:
+def run(count: int, seed: int, work: Path, *, workers: int, repeat: int) -> dict[str, Any]:
     rows = make_records(count, seed)
     source = work / "records.csv"
     write_csv(rows, source)
@@ -161,6 +164,7 @@ def run(count: int, seed: int, work: Path, *, workers: int, repeat: int) -> dict
         clkhash_runs.append(timed(clkhash))
     placelink_seconds, placelink_cpu = fastest(placelink_runs)
     clkhash_seconds, clkhash_cpu = fastest(clkhash_runs)
+    paired = sorted(c[0] / p[0] for p, c in zip(placelink_runs, clkhash_runs, strict=True))
     return {
         "records": count,
         "placelink_workers": workers,
@@ -170,6 +174,7 @@ def run(count: int, seed: int, work: Path, *, workers: int, repeat: int) -> dict
         "placelink_cpu_s": placelink_cpu,
         "clkhash_cpu_s": clkhash_cpu,
         "cpu_ratio": clkhash_cpu / placelink_cpu,
+        "paired_ratios": paired,  # each clkhash run over the placelink run just before it
     }
 
 
@@ -197,6 +202,8 @@ def main() -> None:
     print(f"placelink: {figures['placelink_records_per_s']:,.0f} records/s  ({workers})")
     print(f"clkhash:   {figures['clkhash_records_per_s']:,.0f} records/s")
     print(f"ratio:     {figures['ratio']:.1f}x  (wall clock; target >= 10x)")
+    paired = ", ".join(f"{ratio:.1f}x" for ratio in figures["paired_ratios"])
+    print(f"paired:    {paired}  (each run's ratio, its two runs side by side in time)")
     cpu = f"{figures['placelink_cpu_s']:.2f} s against {figures['clkhash_cpu_s']:.2f} s"
     print(f"cpu time:  {cpu}: {figures['cpu_ratio']:.1f}x  (what a busy machine does not skew)")
 

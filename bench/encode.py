@@ -19,7 +19,8 @@ imports, reading, normalising/validating, hashing, writing), so neither gets a w
 
 Both run from compiled bytecode, as installed packages do: pip compiled clkhash's modules when it
 installed them, and the bench compiles placelink's sources (an editable install, whose bytecode a
-``PYTHONDONTWRITEBYTECODE`` environment would otherwise never cache) before it times anything.
+``PYTHONDONTWRITEBYTECODE`` environment would otherwise never cache) before it times anything,
+and has numba compile and cache the copy loops, as a node's first encode does once.
 
 Each is run ``--repeat`` times, alternately, and its fastest run counts (the run least
 disturbed by other work on the machine). Prints records/s for each and the ratio placelink /
@@ -152,6 +153,10 @@ def run(count: int, seed: int, work: Path, *, workers: int, repeat: int) -> dict
     clkhash_python = ensure_clkhash()
     packages = [str(ROOT / name) for name in ("placelink", "gateway", "policies", "keys")]
     subprocess.run([sys.executable, "-m", "compileall", "-q", *packages], check=True)
+    # numba's machine code for the copy loops, cached on first use as an installed node's is
+    # (compiling it takes seconds; a changed copy_kernels.py makes numba compile it afresh)
+    warm = "from gateway import copy_kernels as k\nif k.NUMBA_AVAILABLE: k.compiled_loops()"
+    subprocess.run([sys.executable, "-c", warm], check=True, cwd=ROOT)
     placelink = [sys.executable, "-m", "placelink", "encode", "--secret-file", str(secret)]
     placelink += ["--input", str(source), "--output", str(work / "records.clks")]
     placelink += ["--workers", str(workers)]

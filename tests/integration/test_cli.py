@@ -147,3 +147,20 @@ def test_the_command_turns_numpys_huge_page_advice_off_unless_told(
     result = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True,
                             text=True, timeout=60, check=True)  # fmt: skip
     assert result.stdout.strip() == str(advised)
+
+
+def test_encode_shares_a_large_batch_between_two_processes_by_default(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Without --workers, two processes where this one may use two CPUs or more (a
+    container's CPU set, not the host's count), else one; --workers still decides."""
+    from placelink.cli import build_parser
+    from placelink.commands import offline
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    assert offline.default_workers() == 2
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {3}, raising=False)
+    assert offline.default_workers() == 1
+    base = ["encode", "--secret-file", "s", "--input", "i.csv", "--output", "o.clks"]
+    assert build_parser().parse_args(base).workers is None  # then default_workers()
+    assert build_parser().parse_args([*base, "--workers", "1"]).workers == 1

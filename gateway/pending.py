@@ -37,7 +37,8 @@ from gateway.faults import fault_point
 from gateway.pseudonyms import PseudonymMap, sync_folder
 from gateway.submit import Submission, submission_from_file
 from keys.errors import InputError, PlacelinkError
-from policies.clks import EncodedBatch, write_clks
+from policies.clks import EncodedBatch
+from policies.clks_stream import write_clks
 
 PENDING_SUFFIX = ".pending"  # <state>/<source>.pending/, beside <source>.ids
 BODY, MAP, INDEX = "batch.clks", "pseudonyms.csv", "pending.json"

@@ -20,7 +20,8 @@ from gateway.pseudonyms import PseudonymMap
 from gateway.records import FieldReport, check_header, normalise_columns, read_csv_columns
 from keys import LinkageSecret
 from keys.errors import InputError
-from policies.clks import EncodedBatch, write_clks
+from policies.clks import EncodedBatch
+from policies.clks_stream import write_clks
 from policies.decisions import (
     check_in_force,
     check_schema,

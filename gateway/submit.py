@@ -40,14 +40,8 @@ import requests
 from keys import SigningKey
 from keys.errors import AccessError, ConfigError, InputError, PlacelinkError
 from policies.canonical import canonical_json
-from policies.clks import (
-    BytesSource,
-    ClksHeader,
-    EncodedBatch,
-    FileSource,
-    dump_clks,
-    read_clks_header,
-)
+from policies.clks import EncodedBatch, dump_clks
+from policies.clks_stream import BytesSource, ClksHeader, FileSource, read_clks_header
 
 CLKS_MEDIA_TYPE = "application/vnd.placelink.clks"
 CHUNK_BYTES = 8 * 1024 * 1024

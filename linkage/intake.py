@@ -57,7 +57,7 @@ from linkage.upload_storage import (
     StoredBody,
 )
 from policies.canonical import canonical_json
-from policies.clks import ClksHeader, iter_clks, read_clks_header
+from policies.clks_stream import ClksHeader, iter_clks, read_clks_header
 from policies.decisions import check_in_force, check_layout, check_upload, provider_for_key
 from policies.linkage_schema import LinkageSchema
 from policies.model import Policy

@@ -38,7 +38,7 @@ class OffsetConflict(InputError):
 
 
 class StoredBody:
-    """A body held as chunk rows, read at any offset (a :class:`policies.clks.ClksSource`);
+    """A body held as chunk rows, read at any offset (a :class:`policies.clks_stream.ClksSource`);
     each read fetches only the rows it spans."""
 
     def __init__(self, sessions: sessionmaker[Session], batch_id: str, size: int) -> None:

@@ -14,16 +14,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from keys.errors import InputError
-from policies.clks import (
+from policies.clks import EncodedBatch, load_clks
+from policies.clks import dump_clks as dump
+from policies.clks_stream import (
     BytesSource,
-    EncodedBatch,
     FileSource,
     iter_clks,
-    load_clks,
     read_clks_header,
     write_clks,
 )
-from policies.clks import dump_clks as dump
 from tests.unit.test_policies import _assert_same_batch, batches
 
 

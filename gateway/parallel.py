@@ -166,10 +166,17 @@ def _add(done: Part, part: Part, in_parts: set[str]) -> None:
     """``part`` added to ``done``: a field in parts has its counts summed, any other (a field may
     be normalised more than once: as a field, and as what a salt is made from) replaced."""
     done[0].update(part[0])
-    for name, counts in part[1].items():
-        both = name in in_parts and name in done[1]
-        done[1][name] = _sum(done[1][name], counts) if both else counts
+    _merge_reports(done[1], part[1], in_parts)
     done[2].update(part[2])
+
+
+def _merge_reports(
+    into: dict[str, FieldReport], reports: dict[str, FieldReport], in_parts: set[str]
+) -> None:
+    """``reports`` into ``into``: a field in parts has its counts summed, any other replaced."""
+    for name, counts in reports.items():
+        both = name in in_parts and name in into
+        into[name] = _sum(into[name], counts) if both else counts
 
 
 def _field_group(job: _Job, name: str, group: int, groups: int) -> Part:
@@ -271,11 +278,10 @@ def _costs(
     """Each field's work. The work of a field is mostly one normalising and encoding per
     distinct value, plus a little per row; the number of distinct values in the whole column
     is estimated from a sample of its rows (:func:`_sample`) by the bias-corrected Chao1
-    estimator (distinct values,
-    plus those seen once squared over twice those seen twice), so that a column of few values
-    that repeat (dates of birth) ranks below one of many (NHS numbers), though both look
-    alike in a small sample. A field stored as salted copies (``fields``) is hashed row by
-    row as well, each copy."""
+    estimator (distinct values, plus those seen once squared over twice those seen twice), so
+    that a column of few values that repeat (dates of birth) ranks below one of many (NHS
+    numbers), though both look alike in a small sample. A field stored as salted copies
+    (``fields``) is hashed row by row as well, each copy."""
     names = [n for n in mapping.columns if n != "record_id"]
     cost = {}
     for name in names:
@@ -395,8 +401,5 @@ def _fork_and_share(
     for name in child_fields:
         encoded.values[name] = job.shared.values[name]
         encoded.present[name] = job.shared.present[name]
-    in_parts = _in_parts(job)
-    for name, counts in child_report.items():  # a field in parts: their counts summed
-        both = name in in_parts and name in report
-        report[name] = _sum(report[name], counts) if both else counts
+    _merge_reports(report, child_report, _in_parts(job))
     return record_ids, encoded, report, {**values, **child_values}

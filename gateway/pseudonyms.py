@@ -88,9 +88,8 @@ class PseudonymMap:
         self._holds = self._answer = self._entry_lines = None
         if self._entries is not None:
             entries, self._entries = self._entries, None
-            hexed, width = entries.raw.hex(), 2 * PSEUDONYM_BYTES
-            chunks = [hexed[i : i + width] for i in range(0, len(hexed), width)]
-            self._by_record.update(zip(entries.record_ids, chunks, strict=True))
+            hexed = _hex_pseudonyms(entries.raw)
+            self._by_record.update(zip(entries.record_ids, hexed, strict=True))
         return self._by_record
 
     @classmethod
@@ -155,9 +154,7 @@ class PseudonymMap:
         distinct = list(dict.fromkeys(record_ids))
         fresh = [r for r in distinct if r not in known] if known else distinct
         pool = secrets.token_bytes(PSEUDONYM_BYTES * len(fresh))
-        hexed, width = pool.hex(), 2 * PSEUDONYM_BYTES
-        chunks = [hexed[i : i + width] for i in range(0, len(hexed), width)]
-        known.update(zip(fresh, chunks, strict=True))
+        known.update(zip(fresh, _hex_pseudonyms(pool), strict=True))
         if len(fresh) == len(record_ids):  # all new and distinct: the pool is the answer
             return pool
         return bytes.fromhex("".join(map(known.__getitem__, record_ids)))
@@ -268,6 +265,12 @@ def _plain_entries(data: bytes) -> _Entries | None:
     raw = (nibbles[:, 0::2] << 4 | nibbles[:, 1::2]).tobytes()
     text = data[len(_HEADER) :].decode("ascii").split("\r\n")[:-1]
     return _Entries([line[width + 1 :] for line in text], raw)
+
+
+def _hex_pseudonyms(raw: bytes) -> list[str]:
+    """Raw pseudonyms, one after another, as hex strings, one each."""
+    hexed, width = raw.hex(), 2 * PSEUDONYM_BYTES
+    return [hexed[i : i + width] for i in range(0, len(hexed), width)]
 
 
 def _temporary(path: Path) -> Path:
